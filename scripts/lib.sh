@@ -22,19 +22,20 @@ need_apt() {
     || die "apt-get install ${missing[*]} failed"
 }
 
-# The project's Python tools in .venv, reinstalled when tools/requirements.txt changes.
+# A Python virtualenv with the pinned tools of a requirements file, reinstalled when that file
+# changes. `need_venv` alone is the test tools in .venv; bench/ passes its own pair.
 need_venv() {
-  local req="$ROOT/tools/requirements.txt"
-  local stamp="$VENV/.requirements.sha256"
+  local req="${1:-$ROOT/tools/requirements.txt}" venv="${2:-$VENV}"
+  local stamp="$venv/.requirements.sha256"
   local want
   want="$(sha256sum "$req" | cut -d' ' -f1)"
-  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
-  command -v python3 >/dev/null || die "python3 is required to install the test tools"
-  say "installing Python tools into .venv (tools/requirements.txt)"
-  python3 -m venv "$VENV" || die "cannot create $VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$req" || die "pip install -r $req failed"
+  command -v python3 >/dev/null || die "python3 is required to install the tools in $req"
+  say "installing Python tools into ${venv#"$ROOT"/} (${req#"$ROOT"/})"
+  python3 -m venv "$venv" || die "cannot create $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" || die "pip install -r $req failed"
   echo "$want" > "$stamp"
 }
 

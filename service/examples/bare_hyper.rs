@@ -1,6 +1,6 @@
-//! Bench-only reference: the smallest hyper 1 server answering like `/health`, with no
-//! routing, middleware or logging. It is the ceiling the service is measured against in
-//! `bench/service.sh`; it is never shipped.
+//! Bench-only reference: the smallest hyper 1 server sending the same bytes as the service's
+//! `/health` (status, headers, body), with no routing, middleware, rate limiting or logging. It
+//! is the ceiling the service is measured against in `bench/service.sh`; it is never shipped.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,7 +14,16 @@ use hyper_util::rt::TokioIo;
 
 async fn answer(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::builder()
-        .header("content-type", "application/json")
+        .header("content-type", "application/json; charset=utf-8")
+        .header("x-app-version", "bench")
+        .header("x-content-type-options", "nosniff")
+        .header("x-frame-options", "DENY")
+        .header(
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        )
+        .header("referrer-policy", "no-referrer")
+        .header("cache-control", "no-store")
         .body(Full::new(Bytes::from_static(
             br#"{"region":"local","status":"healthy","version":"bench"}"#,
         )))

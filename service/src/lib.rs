@@ -6,10 +6,10 @@ pub mod healthcheck;
 pub mod ratelimit;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Instant;
 
 use salvo::http::header::{self, HeaderValue};
+use salvo::hyper::body::Bytes;
 use salvo::prelude::*;
 use serde_json::json;
 
@@ -24,20 +24,38 @@ const CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; 
 const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// The routes, without the cross-cutting hoops (see [`service`]).
-pub fn router() -> Router {
+///
+/// The answers depend only on the process's configuration, so each body is serialized once here
+/// and every request gets a reference-counted copy.
+pub fn router(info: &AppInfo) -> Router {
+    let index = json!({
+        "message": "Hello from bluegreen",
+        "version": info.version,
+        "region": info.region,
+        "instance": info.instance,
+    });
+    let hello = json!({
+        "message": "hello world",
+        "version": info.version,
+        "region": info.region,
+    });
+    let health = json!({
+        "status": "healthy",
+        "version": info.version,
+        "region": info.region,
+    });
     Router::new()
-        .get(index)
-        .push(Router::with_path("hello").get(hello))
-        .push(Router::with_path("health").get(health))
+        .get(JsonBody::new(&index))
+        .push(Router::with_path("hello").get(JsonBody::new(&hello)))
+        .push(Router::with_path("health").get(JsonBody::new(&health)))
 }
 
 /// The whole service: routes plus logging, security headers, optional rate limiting and
 /// JSON errors, applied to every request including unknown paths.
 pub fn service(info: AppInfo, rate_limit: Option<RateLimit>) -> Service {
-    let info = Arc::new(info);
     let version = HeaderValue::from_str(&info.version)
         .expect("Config validated APP_VERSION as a header value");
-    Service::new(router()).hoop(Edge {
+    Service::new(router(&info)).hoop(Edge {
         info,
         version,
         limiter: rate_limit.map(Limiter::new),
@@ -65,48 +83,37 @@ pub async fn serve(
         .await
 }
 
-fn info(depot: &Depot) -> &AppInfo {
-    let Ok(info) = depot.get_typed::<Arc<AppInfo>>() else {
-        panic!("the Edge hoop injects AppInfo before any route runs");
-    };
-    info
+/// A fixed JSON answer, serialized once.
+struct JsonBody(Bytes);
+
+impl JsonBody {
+    fn new(value: &serde_json::Value) -> Self {
+        Self(Bytes::from(value.to_string()))
+    }
 }
 
-#[handler]
-async fn index(depot: &mut Depot, res: &mut Response) {
-    let info = info(depot);
-    res.render(Json(json!({
-        "message": "Hello from bluegreen",
-        "version": info.version,
-        "region": info.region,
-        "instance": info.instance,
-    })));
-}
-
-#[handler]
-async fn hello(depot: &mut Depot, res: &mut Response) {
-    let info = info(depot);
-    res.render(Json(json!({
-        "message": "hello world",
-        "version": info.version,
-        "region": info.region,
-    })));
-}
-
-#[handler]
-async fn health(depot: &mut Depot, res: &mut Response) {
-    let info = info(depot);
-    res.render(Json(json!({
-        "status": "healthy",
-        "version": info.version,
-        "region": info.region,
-    })));
+#[async_trait]
+impl Handler for JsonBody {
+    async fn handle(
+        &self,
+        _req: &mut Request,
+        _depot: &mut Depot,
+        res: &mut Response,
+        _ctrl: &mut FlowCtrl,
+    ) {
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        // Cloning `Bytes` bumps a reference count; the body is never copied.
+        res.body(self.0.clone());
+    }
 }
 
 /// What every request passes through, in order: rate limit, the route, JSON for any error
 /// without a body, the version and security headers, and one access-log line.
 struct Edge {
-    info: Arc<AppInfo>,
+    info: AppInfo,
     version: HeaderValue,
     limiter: Option<Limiter>,
 }
@@ -121,19 +128,22 @@ impl Handler for Edge {
         ctrl: &mut FlowCtrl,
     ) {
         let started = Instant::now();
-        let forwarded_for = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        let client = client_key(
-            forwarded_for,
-            req.remote_addr().ip().map(|ip| ip.to_string()),
-        );
-        depot.insert_typed(self.info.clone());
+        // The client address costs an allocation; work it out only when something uses it.
+        let log_enabled = tracing::enabled!(tracing::Level::INFO);
+        let client = (log_enabled || self.limiter.is_some()).then(|| {
+            let forwarded_for = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            client_key(
+                forwarded_for,
+                req.remote_addr().ip().map(|ip| ip.to_string()),
+            )
+        });
 
-        let decision = match &self.limiter {
-            Some(limiter) => limiter.check(&client, started),
-            None => Decision::Allow,
+        let decision = match (&self.limiter, &client) {
+            (Some(limiter), Some(client)) => limiter.check(client, started),
+            _ => Decision::Allow,
         };
         match decision {
             Decision::Allow => {
@@ -189,13 +199,15 @@ impl Handler for Edge {
             );
         }
 
-        tracing::info!(
-            method = %req.method(),
-            path = req.uri().path(),
-            status = status.as_u16(),
-            latency_us = started.elapsed().as_micros() as u64,
-            client = %client,
-            "request"
-        );
+        if log_enabled {
+            tracing::info!(
+                method = %req.method(),
+                path = req.uri().path(),
+                status = status.as_u16(),
+                latency_us = started.elapsed().as_micros() as u64,
+                client = client.as_deref().unwrap_or_default(),
+                "request"
+            );
+        }
     }
 }
