@@ -9,7 +9,13 @@ step=""
 trap 'rc=$?; [ $rc -eq 0 ] || echo "FAIL: make test stopped at: ${step:-setup} (exit $rc)"' EXIT
 
 step="tool install"
+# docker-registry and htpasswd: the stand-in's registries (tools/localaws).
+need_apt docker-registry apache2-utils
 need_venv
+
+# Tests and tools never reach beyond loopback: no instance-metadata lookups, dummy credentials.
+export AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL
 
 step="cargo fmt --check"
 say "$step"

@@ -1,0 +1,111 @@
+"""Where the extensions hook into moto. Each patch wraps one moto method; see README.md."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from moto.core.responses import ActionResult
+from moto.ecr.responses import ECRResponse
+from moto.ecs.models import EC2ContainerServiceBackend
+from moto.elbv2.models import ELBv2Backend, FakeHealthStatus
+
+from .dataplane import Dataplane
+from .registry import Registries
+from .world import Addresses
+
+
+def install(addresses: Addresses, dataplane: Dataplane, registries: Registries) -> None:
+    _patch_ecs()
+    _patch_elbv2(addresses, dataplane)
+    _patch_ecr(registries)
+
+
+def _patch_ecs() -> None:
+    original = EC2ContainerServiceBackend.create_task_set
+
+    def create_task_set(self: Any, *args: Any, scale: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        # moto would call run_task for the scale; the reconciler (tasks.py) starts real tasks instead.
+        ts = original(self, *args, scale=None, **kwargs)
+        ts.scale = scale or {"value": 100.0, "unit": "PERCENT"}
+        ts.running_count = ts.pending_count = ts.computed_desired_count = 0
+        ts.stabilityStatus = ts.stability_status = "STABILIZING"
+        return ts
+
+    EC2ContainerServiceBackend.create_task_set = create_task_set
+
+
+def _patch_elbv2(addresses: Addresses, dataplane: Dataplane) -> None:
+    create_lb = ELBv2Backend.create_load_balancer
+
+    def create_load_balancer(self: Any, *args: Any, **kwargs: Any) -> Any:
+        lb = create_lb(self, *args, **kwargs)
+        # The ALB's DNSName is a loopback address where its listeners really serve.
+        lb.localaws_ip = addresses.allocate("alb", 0)
+        lb.dns_name = lb.localaws_ip
+        return lb
+
+    ELBv2Backend.create_load_balancer = create_load_balancer
+
+    register = ELBv2Backend.register_targets
+
+    def register_targets(self: Any, target_group_arn: str, instances: list[Any]) -> None:
+        register(self, target_group_arn, instances)
+        tg = self.target_groups[target_group_arn]
+        dataplane.registered(target_group_arn, instances, int(tg.port or 80))
+
+    ELBv2Backend.register_targets = register_targets
+
+    deregister = ELBv2Backend.deregister_targets
+
+    def deregister_targets(self: Any, target_group_arn: str, instances: list[dict[str, Any]]) -> None:
+        deregister(self, target_group_arn, instances)
+        tg = self.target_groups[target_group_arn]
+        delay = float(tg.attributes.get("deregistration_delay.timeout_seconds", 300))
+        dataplane.deregistered(target_group_arn, instances, int(tg.port or 80), delay)
+
+    ELBv2Backend.deregister_targets = deregister_targets
+
+    describe = ELBv2Backend.describe_target_health
+
+    def describe_target_health(self: Any, target_group_arn: str, targets: list[dict[str, Any]]) -> list[Any]:
+        statuses = describe(self, target_group_arn, targets)
+        tg = self.target_groups[target_group_arn]
+        hc_port = tg.health_check_port
+        draining = {(d.target_id, d.port): d for d in dataplane.draining_targets(target_group_arn)}
+        out = []
+        for s in statuses:
+            port = int(s.port or tg.port)
+            if s.instance_id in tg.targets:
+                h = dataplane.health_of(target_group_arn, s.instance_id, port)
+                out.append(FakeHealthStatus(s.instance_id, port, hc_port, h.state, h.reason, h.description))
+            elif (s.instance_id, port) in draining:
+                out.append(FakeHealthStatus(s.instance_id, port, hc_port, "draining",
+                                            "Target.DeregistrationInProgress",
+                                            "Target deregistration is in progress"))
+            else:
+                out.append(s)
+        if not targets:
+            # As on AWS, draining targets are listed with the registered ones until the delay ends.
+            out += [FakeHealthStatus(d.target_id, d.port, hc_port, "draining", "Target.DeregistrationInProgress",
+                                     "Target deregistration is in progress") for d in draining.values()]
+        return out
+
+    ELBv2Backend.describe_target_health = describe_target_health
+
+
+def _patch_ecr(registries: Registries) -> None:
+    def get_authorization_token(self: Any) -> ActionResult:
+        registry_ids = self._get_param("registryIds") or [self.current_account]
+        data = []
+        for registry_id in registry_ids:
+            reg = registries.get(registry_id, self.region)
+            data.append({
+                "authorizationToken": base64.b64encode(f"AWS:{reg.password}".encode()).decode(),
+                "expiresAt": datetime.now(timezone.utc) + timedelta(hours=12),
+                "proxyEndpoint": reg.url,
+            })
+        return ActionResult({"authorizationData": data})
+
+    ECRResponse.get_authorization_token = get_authorization_token

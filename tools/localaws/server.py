@@ -1,0 +1,174 @@
+"""The launcher: moto in server mode, the extensions, and a small control API under /_localaws/.
+
+    python -m localaws serve [--port 0] [--state-dir DIR] [--ready-file FILE]
+
+Control API (JSON):
+    GET  /_localaws/status       endpoint, registries, ALB listeners, tasks, images, recent events
+    POST /_localaws/images       {"digest", "argv", "env"}: what tasks of an image digest run
+    POST /_localaws/seed         build and push an image, map its digests to a command (see seed())
+    POST /_localaws/bootstrap    create an environment's topology (see bootstrap.py)
+Everything else is moto, including POST /moto-api/reset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from . import bootstrap, oci, patches, procs
+from .dataplane import Dataplane
+from .registry import Registries
+from .tasks import TaskRunner
+from .world import Addresses, ImageCommand, Images, Settings, free_port
+
+
+class Standin:
+    def __init__(self, settings: Settings, state_dir: str) -> None:
+        self.settings = settings
+        self.state_dir = state_dir
+        self.addresses = Addresses()
+        self.images = Images()
+        self.registries = Registries(state_dir)
+        self.dataplane = Dataplane(settings)
+        self.tasks = TaskRunner(settings, self.addresses, self.images, self.registries, self.dataplane, state_dir)
+        self.endpoint = ""
+        self.requests = 0
+        self._count_lock = threading.Lock()
+        patches.install(self.addresses, self.dataplane, self.registries)
+
+    # ---- control API ------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "pid": os.getpid(),
+            "state_dir": self.state_dir,
+            "aws_requests": self.requests,
+            "registries": self.registries.snapshot(),
+            "dataplane": self.dataplane.snapshot(),
+            "tasks": self.tasks.snapshot(),
+            "images": self.images.snapshot(),
+            "events": list(self.tasks.events[-50:]),
+        }
+
+    def seed(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Writes a real image to an account-and-region registry and maps its digests to a command.
+
+        body: account, region, repository, tag, argv, env (optional), layers (1), layer_size (bytes,
+        1024), platforms (["linux/amd64"]; two or more make an index)."""
+        reg = self.registries.get(str(body["account"]), body["region"])
+        client = oci.Client(reg.url, "AWS", reg.password)
+        pushed = oci.build_and_push(
+            client, body["repository"], body["tag"],
+            layers=int(body.get("layers", 1)), layer_size=int(body.get("layer_size", 1024)),
+            platforms=list(body.get("platforms") or ["linux/amd64"]),
+            labels={"org.opencontainers.image.version": body["tag"]},
+        )
+        command = ImageCommand(list(body["argv"]), dict(body.get("env") or {}))
+        for digest in [pushed.digest, *pushed.platform_digests]:
+            self.images.register(digest, command)
+        host = reg.url.split("://", 1)[1]
+        return {"digest": pushed.digest, "media_type": pushed.media_type,
+                "platform_digests": pushed.platform_digests, "blob_bytes": pushed.blob_bytes,
+                "registry": reg.url, "image": f"{host}/{body['repository']}@{pushed.digest}"}
+
+    def wsgi(self) -> Callable:
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        routes: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
+            ("GET", "/_localaws/status"): lambda _b: self.status(),
+            ("POST", "/_localaws/images"): lambda b: self.images.register(
+                b["digest"], ImageCommand(list(b["argv"]), dict(b.get("env") or {}))) or {"ok": True},
+            ("POST", "/_localaws/seed"): self.seed,
+            ("POST", "/_localaws/bootstrap"): lambda b: bootstrap.run(self.endpoint, b),
+        }
+
+        def app(environ: dict[str, Any], start_response: Callable) -> Any:
+            path = environ.get("PATH_INFO", "")
+            if not path.startswith("/_localaws/"):
+                with self._count_lock:
+                    self.requests += 1
+                return moto_app(environ, start_response)
+            req = Request(environ)
+            handler = routes.get((req.method, path))
+            if handler is None:
+                res = Response(json.dumps({"error": f"no control route {req.method} {path}"}), 404,
+                               content_type="application/json")
+                return res(environ, start_response)
+            try:
+                body = json.loads(req.get_data() or b"{}")
+                res = Response(json.dumps(handler(body), default=str), 200, content_type="application/json")
+            except Exception as e:  # the caller (a test) gets the whole reason
+                res = Response(json.dumps({"error": f"{type(e).__name__}: {e}",
+                                           "trace": traceback.format_exc()}), 500,
+                               content_type="application/json")
+            return res(environ, start_response)
+
+        return app
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="localaws serve", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--state-dir", default=None, help="registries' storage and task logs (default: a temp dir)")
+    p.add_argument("--ready-file", default=None, help="write the endpoint as JSON here once serving")
+    p.add_argument("--health-interval", type=float, default=Settings.health_interval)
+    p.add_argument("--replace-after", type=float, default=Settings.replace_after)
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="stop when the process that started this one exits (for test harnesses)")
+    args = p.parse_args(argv)
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print("localaws serve: --host must be a loopback address", file=sys.stderr)
+        return 2
+    state_dir = args.state_dir or tempfile.mkdtemp(prefix="localaws-")
+    os.makedirs(state_dir, exist_ok=True)
+    settings = Settings(health_interval=args.health_interval, replace_after=args.replace_after)
+    standin = Standin(settings, state_dir)
+    port = args.port or free_port(args.host)
+    server = make_server(args.host, port, standin.wsgi(), threaded=True)
+    standin.endpoint = f"http://{args.host}:{port}"
+    standin.dataplane.start()
+    standin.tasks.start()
+
+    def shutdown(signum: int, _frame: Any) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    if args.exit_with_parent:
+        parent = os.getppid()
+
+        def watch_parent() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            shutdown(0, None)
+
+        threading.Thread(target=watch_parent, name="localaws-parent-watch", daemon=True).start()
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    info = {"endpoint": standin.endpoint, "pid": os.getpid(), "state_dir": state_dir}
+    if args.ready_file:
+        tmp = args.ready_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(info, f)
+        os.replace(tmp, args.ready_file)
+    print(f"localaws: AWS endpoint {standin.endpoint}  (AWS_ENDPOINT_URL={standin.endpoint})", flush=True)
+    print(f"localaws: state in {state_dir}; control API {standin.endpoint}/_localaws/status", flush=True)
+    started = time.monotonic()
+    try:
+        server.serve_forever()
+    finally:
+        procs.stop_all()
+        print(f"localaws: stopped after {time.monotonic() - started:.1f}s", flush=True)
+    return 0

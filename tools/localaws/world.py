@@ -1,0 +1,92 @@
+"""The stand-in's own state beside moto's: settings, loopback addresses, the image catalogue."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import socket
+import threading
+from typing import Any
+
+
+@dataclasses.dataclass
+class Settings:
+    """Timings, all short so tests run fast; real AWS values are noted beside each."""
+
+    # ALB health checks: AWS runs them every HealthCheckIntervalSeconds (5-300 s).
+    health_interval: float = 0.2
+    health_timeout: float = 1.0
+    # Deregistration delay cap: AWS honours the target group attribute (default 300 s).
+    max_deregistration_delay: float = 1.0
+    # ECS stop timeout cap between SIGTERM and SIGKILL: AWS default 30 s.
+    max_stop_timeout: float = 5.0
+    # How long ECS lets a task stay stopped or ELB-unhealthy before replacing it: tens of seconds on AWS.
+    replace_after: float = 1.5
+    # How often task sets are reconciled with their desired count.
+    reconcile_interval: float = 0.1
+
+
+class Addresses:
+    """Hands out loopback addresses. 127.0.0.0/8 is all routed to `lo` on Linux, so each ALB and
+    each task gets an address of its own, as each gets its own ENI on AWS. A random second octet
+    per stand-in keeps several stand-ins on one machine apart; each address is probed before use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._octet = random.randint(16, 250)
+        self._next = {"alb": 1, "task": 1}
+        self._base = {"alb": 0, "task": 128}
+
+    def allocate(self, kind: str, port: int) -> str:
+        with self._lock:
+            for _ in range(127 * 254):
+                n = self._next[kind]
+                self._next[kind] += 1
+                ip = f"127.{self._octet}.{self._base[kind] + n // 254}.{n % 254 + 1}"
+                if _bindable(ip, port):
+                    return ip
+        raise RuntimeError(f"no free loopback address for a {kind} on port {port}")
+
+
+def _bindable(ip: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+@dataclasses.dataclass
+class ImageCommand:
+    """What a container image "contains" here: the local command its tasks run."""
+
+    argv: list[str]
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class Images:
+    """Image digest → local command. ECS on AWS pulls the image; here the digest names a command."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_digest: dict[str, ImageCommand] = {}
+
+    def register(self, digest: str, command: ImageCommand) -> None:
+        with self._lock:
+            self._by_digest[digest] = command
+
+    def lookup(self, digest: str) -> ImageCommand | None:
+        with self._lock:
+            return self._by_digest.get(digest)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {d: dataclasses.asdict(c) for d, c in self._by_digest.items()}
