@@ -1,0 +1,841 @@
+//! Environment files (`<config-dir>/<env>/bluegreen.toml`) and their overrides, resolved into a
+//! validated [`Plan`] before any AWS call. Every error names the file, the line and the key, and
+//! says what is allowed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+use toml::Spanned;
+
+/// The environment file's name inside `<config-dir>/<env>/`.
+pub const FILE_NAME: &str = "bluegreen.toml";
+
+/// Everything promote and rollback need to know about one environment, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub env: String,
+    pub file: PathBuf,
+    pub account_id: String,
+    pub role_arn: Option<String>,
+    pub source: Source,
+    /// The target repository, in every region of `account_id`.
+    pub repository: String,
+    /// Ordered waves of region names; regions of a wave run in parallel.
+    pub waves: Vec<Vec<String>>,
+    pub regions: BTreeMap<String, RegionPlan>,
+    pub strategy: Strategy,
+    pub lock: LockPlan,
+    pub hooks: Hooks,
+}
+
+/// Where images are promoted from (for prod, preprod's registry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub account_id: String,
+    pub region: String,
+    pub repository: String,
+    pub role_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionPlan {
+    pub region: String,
+    pub cluster: String,
+    pub service: String,
+    pub load_balancer: String,
+    pub listener_port: u16,
+    pub test_listener_port: u16,
+    pub blue_target_group: String,
+    pub green_target_group: String,
+    pub alarms: Vec<String>,
+    pub probe_path: String,
+    /// The container whose image is replaced; `None` means the task definition has only one.
+    pub container: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Strategy {
+    /// Percent of production traffic on the new release after each step; rises to 100.
+    pub steps: Vec<u8>,
+    pub bake: Duration,
+    pub final_bake: Duration,
+    pub poll: Duration,
+    /// How long the new task set may take to run and turn healthy.
+    pub ready_timeout: Duration,
+    /// Refuse images with ECR scan findings at or above this severity.
+    pub scan_threshold: Option<Severity>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "INFORMATIONAL" => Self::Informational,
+            "LOW" => Self::Low,
+            "MEDIUM" => Self::Medium,
+            "HIGH" => Self::High,
+            "CRITICAL" => Self::Critical,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Informational => "INFORMATIONAL",
+            Self::Low => "LOW",
+            Self::Medium => "MEDIUM",
+            Self::High => "HIGH",
+            Self::Critical => "CRITICAL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockPlan {
+    pub table: String,
+    pub region: String,
+    /// A lock not renewed for this long may be taken over.
+    pub lease: Duration,
+}
+
+/// Commands run around a rollout (they replace CodeDeploy's Lambda hooks).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub pre_traffic: Option<Vec<String>>,
+    pub post_shift: Option<Vec<String>>,
+    pub on_rollback: Option<Vec<String>>,
+}
+
+/// Flag and environment-variable layers over the file (file < env < flags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub steps: Option<Vec<u8>>,
+    pub bake: Option<Duration>,
+    pub final_bake: Option<Duration>,
+    pub poll: Option<Duration>,
+    pub ready_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(
+        "unknown environment {env:?}: {path} does not exist; environments in {dir}: {known}",
+        path = path.display(), dir = dir.display()
+    )]
+    UnknownEnv {
+        env: String,
+        path: PathBuf,
+        dir: PathBuf,
+        known: String,
+    },
+    #[error("{path}: cannot read it: {reason}; check the path and its permissions", path = path.display())]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{file}:{line}: {key}: {message}", file = file.display())]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    #[error("{flag}: {message}")]
+    Override { flag: &'static str, message: String },
+}
+
+// ---- the file as written ----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    account_id: Spanned<String>,
+    role_arn: Option<Spanned<String>>,
+    source: Spanned<RawSource>,
+    target: RawTarget,
+    waves: Spanned<Vec<Vec<Spanned<String>>>>,
+    regions: Spanned<BTreeMap<Spanned<String>, Spanned<RawRegion>>>,
+    strategy: RawStrategy,
+    lock: RawLock,
+    #[serde(default)]
+    hooks: RawHooks,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    account_id: Spanned<String>,
+    region: Spanned<String>,
+    repository: Spanned<String>,
+    role_arn: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    repository: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegion {
+    cluster: Spanned<String>,
+    service: Spanned<String>,
+    load_balancer: Spanned<String>,
+    listener_port: Spanned<i64>,
+    test_listener_port: Spanned<i64>,
+    blue_target_group: Spanned<String>,
+    green_target_group: Spanned<String>,
+    #[serde(default)]
+    alarms: Vec<Spanned<String>>,
+    probe_path: Option<Spanned<String>>,
+    container: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStrategy {
+    steps: Spanned<Vec<i64>>,
+    bake: Spanned<String>,
+    final_bake: Spanned<String>,
+    poll: Spanned<String>,
+    ready_timeout: Spanned<String>,
+    scan_threshold: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLock {
+    table: Spanned<String>,
+    region: Spanned<String>,
+    lease: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHooks {
+    pre_traffic: Option<Spanned<Vec<String>>>,
+    post_shift: Option<Spanned<Vec<String>>>,
+    on_rollback: Option<Spanned<Vec<String>>>,
+}
+
+/// Commercial, GovCloud and China regions where ECS, ELBv2 and ECR exist.
+pub const REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-north-1",
+    "il-central-1",
+    "me-south-1",
+    "me-central-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+];
+
+/// The file for `env` inside `config_dir`.
+pub fn env_file(config_dir: &Path, env: &str) -> PathBuf {
+    config_dir.join(env).join(FILE_NAME)
+}
+
+/// Loads `<config_dir>/<env>/bluegreen.toml` and applies `overrides`.
+pub fn load(config_dir: &Path, env: &str, overrides: &Overrides) -> Result<Plan, ConfigError> {
+    let valid_name = !env.is_empty()
+        && env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let path = env_file(config_dir, env);
+    if !valid_name || !path.is_file() {
+        if let Err(e) = std::fs::read_dir(config_dir) {
+            return Err(ConfigError::Unreadable {
+                path: config_dir.to_path_buf(),
+                reason: e.to_string(),
+            });
+        }
+        return Err(ConfigError::UnknownEnv {
+            env: env.to_owned(),
+            path,
+            dir: config_dir.to_path_buf(),
+            known: known_envs(config_dir),
+        });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Unreadable {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut plan = parse(&path, env, &text)?;
+    apply(&mut plan.strategy, overrides)?;
+    Ok(plan)
+}
+
+/// The environments that have a file in `config_dir`, for error messages.
+pub fn known_envs(config_dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(config_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join(FILE_NAME).is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Where an error points: the file, and the text to find the line and key from.
+struct Source_<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Source_<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|b| *b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The dotted key at `offset`: the table header above it plus the key on its line.
+    fn key(&self, offset: usize) -> String {
+        let offset = offset.min(self.text.len());
+        let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.text[offset..]
+            .find('\n')
+            .map_or(self.text.len(), |i| offset + i);
+        let line = self.text[line_start..line_end].trim();
+        let table = self.text[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+        if line.starts_with('[') {
+            return line.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+        }
+        let mut key = line.split('=').next().unwrap_or_default().trim().to_owned();
+        if key.is_empty() || line.find('=').is_none() {
+            // A continuation line of a multi-line value: use the key that opened it.
+            key = self.text[..line_start]
+                .lines()
+                .rev()
+                .find_map(|l| {
+                    let l = l.trim();
+                    (!l.starts_with('[') && l.contains('='))
+                        .then(|| l.split('=').next().unwrap().trim().to_owned())
+                })
+                .unwrap_or_default();
+        }
+        match table {
+            Some(t) if !key.is_empty() => format!("{t}.{key}"),
+            Some(t) => t,
+            None => key,
+        }
+    }
+
+    /// Whether `offset` is on a `[table]` header line.
+    fn at_header(&self, offset: usize) -> bool {
+        let offset = offset.min(self.text.len());
+        let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        self.text[line_start..].trim_start().starts_with('[')
+    }
+
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            line: self.line(span.start),
+            key: self.key(span.start),
+            message: message.into(),
+        }
+    }
+
+    fn err_key(&self, span: Range<usize>, key: String, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            line: self.line(span.start),
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses and validates an environment file's text.
+pub fn parse(file: &Path, env: &str, text: &str) -> Result<Plan, ConfigError> {
+    let src = Source_ { file, text };
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim().to_owned();
+        let key = match message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            // Reported on the table that lacks the key, or at the top for a top-level key.
+            Some(field) if src.at_header(span.start) => format!("{}.{field}", src.key(span.start)),
+            Some(field) => field.to_owned(),
+            None => src.key(span.start),
+        };
+        let hint = if message.starts_with("unknown field") {
+            "; remove it or fix its spelling"
+        } else if message.starts_with("missing field") {
+            "; add it (environments/prod/bluegreen.toml shows every key)"
+        } else {
+            ""
+        };
+        let message = message
+            .replace("expected i64", "expected a whole number")
+            .replace("missing field", "missing key")
+            .replace("unknown field", "unknown key");
+        src.err_key(span, key, format!("{message}{hint}"))
+    })?;
+
+    let account_id = account(&src, &raw.account_id)?;
+    let role_arn = raw
+        .role_arn
+        .as_ref()
+        .map(|r| role(&src, r, &account_id))
+        .transpose()?;
+
+    let s = raw.source.get_ref();
+    let source_account = account(&src, &s.account_id)?;
+    let source = Source {
+        role_arn: s
+            .role_arn
+            .as_ref()
+            .map(|r| role(&src, r, &source_account))
+            .transpose()?,
+        account_id: source_account,
+        region: region(&src, &s.region)?,
+        repository: repository(&src, &s.repository)?,
+    };
+    let repository_name = repository(&src, &raw.target.repository)?;
+
+    // Regions: every table is a real region, every region is in exactly one wave.
+    let mut regions = BTreeMap::new();
+    for (name, r) in raw.regions.get_ref() {
+        let region_name = region(&src, name)?;
+        regions.insert(region_name.clone(), region_plan(&src, region_name, r)?);
+    }
+    if regions.is_empty() {
+        return Err(src.err(
+            raw.regions.span(),
+            "no regions; add a [regions.<name>] table for each region to deploy to",
+        ));
+    }
+    if raw.waves.get_ref().is_empty() {
+        return Err(src.err(
+            raw.waves.span(),
+            "no waves; list the regions in ordered groups, e.g. [[\"us-east-1\"], [\"eu-west-1\"]]",
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    let mut waves = Vec::new();
+    for wave in raw.waves.get_ref() {
+        if wave.is_empty() {
+            return Err(src.err(
+                raw.waves.span(),
+                "an empty wave; every wave names at least one region",
+            ));
+        }
+        let mut names = Vec::new();
+        for r in wave {
+            let name = region(&src, r)?;
+            if !regions.contains_key(&name) {
+                return Err(src.err(
+                    r.span(),
+                    format!("{name} is in a wave but has no [regions.{name}] table; add one"),
+                ));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(src.err(
+                    r.span(),
+                    format!("{name} appears in the waves more than once; each region appears once"),
+                ));
+            }
+            names.push(name);
+        }
+        waves.push(names);
+    }
+    for (name, r) in raw.regions.get_ref() {
+        if !seen.contains(name.get_ref()) {
+            return Err(src.err(
+                r.span(),
+                format!(
+                    "region {} is in no wave; add it to `waves` or remove its table",
+                    name.get_ref()
+                ),
+            ));
+        }
+    }
+
+    let st = &raw.strategy;
+    let steps = steps(&src, st.steps.span(), st.steps.get_ref())?;
+    let poll = duration(&src, &st.poll)?;
+    if poll.is_zero() {
+        return Err(src.err(
+            st.poll.span(),
+            "must be greater than 0, e.g. 5s or 100ms",
+        ));
+    }
+    let strategy = Strategy {
+        steps,
+        bake: duration(&src, &st.bake)?,
+        final_bake: duration(&src, &st.final_bake)?,
+        poll,
+        ready_timeout: duration(&src, &st.ready_timeout)?,
+        scan_threshold: match &st.scan_threshold {
+            None => None,
+            Some(s) if s.get_ref().eq_ignore_ascii_case("none") => None,
+            Some(s) => Some(Severity::parse(s.get_ref()).ok_or_else(|| {
+                src.err(
+                    s.span(),
+                    format!(
+                        "{:?} is not a severity; use CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL or none",
+                        s.get_ref()
+                    ),
+                )
+            })?),
+        },
+    };
+
+    let lock = LockPlan {
+        table: table_name(&src, &raw.lock.table)?,
+        region: region(&src, &raw.lock.region)?,
+        lease: match &raw.lock.lease {
+            Some(l) => {
+                let d = duration(&src, l)?;
+                if d < Duration::from_secs(1) {
+                    return Err(src.err(l.span(), "must be at least 1s, e.g. 2m"));
+                }
+                d
+            }
+            None => Duration::from_secs(120),
+        },
+    };
+
+    let hook = |h: &Option<Spanned<Vec<String>>>| -> Result<Option<Vec<String>>, ConfigError> {
+        match h {
+            Some(cmd) if cmd.get_ref().is_empty() || cmd.get_ref()[0].trim().is_empty() => {
+                Err(src.err(
+                    cmd.span(),
+                    "an empty command; give the program and its arguments, e.g. [\"./smoke-test.sh\"]",
+                ))
+            }
+            Some(cmd) => Ok(Some(cmd.get_ref().clone())),
+            None => Ok(None),
+        }
+    };
+    let hooks = Hooks {
+        pre_traffic: hook(&raw.hooks.pre_traffic)?,
+        post_shift: hook(&raw.hooks.post_shift)?,
+        on_rollback: hook(&raw.hooks.on_rollback)?,
+    };
+
+    Ok(Plan {
+        env: env.to_owned(),
+        file: file.to_path_buf(),
+        account_id,
+        role_arn,
+        source,
+        repository: repository_name,
+        waves,
+        regions,
+        strategy,
+        lock,
+        hooks,
+    })
+}
+
+fn region_plan(
+    src: &Source_,
+    region_name: String,
+    r: &Spanned<RawRegion>,
+) -> Result<RegionPlan, ConfigError> {
+    let r = r.get_ref();
+    let listener_port = port(src, &r.listener_port)?;
+    let test_listener_port = port(src, &r.test_listener_port)?;
+    if listener_port == test_listener_port {
+        return Err(src.err(
+            r.test_listener_port.span(),
+            format!(
+                "{test_listener_port} is also the production listener port; the test listener needs its own"
+            ),
+        ));
+    }
+    let blue = target_group(src, &r.blue_target_group)?;
+    let green = target_group(src, &r.green_target_group)?;
+    if blue == green {
+        return Err(src.err(
+            r.green_target_group.span(),
+            format!("{green} is also the blue target group; blue and green must differ"),
+        ));
+    }
+    let probe_path = match &r.probe_path {
+        Some(p) if !p.get_ref().starts_with('/') => {
+            return Err(src.err(
+                p.span(),
+                format!("{:?} must start with /, e.g. /health", p.get_ref()),
+            ));
+        }
+        Some(p) => p.get_ref().clone(),
+        None => "/health".to_owned(),
+    };
+    Ok(RegionPlan {
+        region: region_name,
+        cluster: name(src, &r.cluster, 255, "a cluster")?,
+        service: name(src, &r.service, 255, "a service")?,
+        load_balancer: name(src, &r.load_balancer, 32, "a load balancer")?,
+        listener_port,
+        test_listener_port,
+        blue_target_group: blue,
+        green_target_group: green,
+        alarms: r
+            .alarms
+            .iter()
+            .map(|a| {
+                if a.get_ref().trim().is_empty() || a.get_ref().len() > 255 {
+                    Err(src.err(a.span(), "an alarm name is 1 to 255 characters"))
+                } else {
+                    Ok(a.get_ref().clone())
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        probe_path,
+        container: r.container.as_ref().map(|c| c.get_ref().clone()),
+    })
+}
+
+fn account(src: &Source_, v: &Spanned<String>) -> Result<String, ConfigError> {
+    let s = v.get_ref();
+    if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.clone())
+    } else {
+        Err(src.err(
+            v.span(),
+            format!("{s:?} is not an AWS account id; it is 12 digits, quoted, e.g. \"123456789012\""),
+        ))
+    }
+}
+
+fn role(src: &Source_, v: &Spanned<String>, account: &str) -> Result<String, ConfigError> {
+    let s = v.get_ref();
+    let ok = ["arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"]
+        .iter()
+        .any(|p| s.strip_prefix(p).is_some_and(|rest| rest.starts_with(&format!("{account}:role/"))));
+    if ok {
+        Ok(s.clone())
+    } else {
+        Err(src.err(
+            v.span(),
+            format!("{s:?} is not a role in account {account}; expected arn:aws:iam::{account}:role/<name>"),
+        ))
+    }
+}
+
+fn region(src: &Source_, v: &Spanned<String>) -> Result<String, ConfigError> {
+    let s = v.get_ref();
+    if REGIONS.contains(&s.as_str()) {
+        Ok(s.clone())
+    } else {
+        let close: Vec<&str> = REGIONS
+            .iter()
+            .copied()
+            .filter(|r| r.split('-').next() == s.split('-').next())
+            .collect();
+        let hint = if close.is_empty() {
+            "e.g. us-east-1, eu-west-1".to_owned()
+        } else {
+            close.join(", ")
+        };
+        Err(src.err(
+            v.span(),
+            format!("{s:?} is not an AWS region; known regions include {hint}"),
+        ))
+    }
+}
+
+fn repository(src: &Source_, v: &Spanned<String>) -> Result<String, ConfigError> {
+    let s = v.get_ref();
+    let ok = (2..=256).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(s.clone())
+    } else {
+        Err(src.err(
+            v.span(),
+            format!("{s:?} is not an ECR repository name; use 2-256 lowercase letters, digits, . _ - /"),
+        ))
+    }
+}
+
+fn target_group(src: &Source_, v: &Spanned<String>) -> Result<String, ConfigError> {
+    let s = v.get_ref();
+    let ok = (1..=32).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.clone())
+    } else {
+        Err(src.err(
+            v.span(),
+            format!("{s:?} is not a target group name; use 1-32 letters, digits and inner hyphens"),
+        ))
+    }
+}
+
+fn name(src: &Source_, v: &Spanned<String>, max: usize, what: &str) -> Result<String, ConfigError> {
+    let s = v.get_ref();
+    if !s.is_empty()
+        && s.len() <= max
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(s.clone())
+    } else {
+        Err(src.err(
+            v.span(),
+            format!("{s:?} is not {what} name; use 1-{max} letters, digits, - and _"),
+        ))
+    }
+}
+
+fn table_name(src: &Source_, v: &Spanned<String>) -> Result<String, ConfigError> {
+    let s = v.get_ref();
+    if (3..=255).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        Ok(s.clone())
+    } else {
+        Err(src.err(
+            v.span(),
+            format!("{s:?} is not a DynamoDB table name; use 3-255 letters, digits, _ . -"),
+        ))
+    }
+}
+
+fn port(src: &Source_, v: &Spanned<i64>) -> Result<u16, ConfigError> {
+    u16::try_from(*v.get_ref())
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| {
+            src.err(
+                v.span(),
+                format!("{} is not a port; use 1 to 65535", v.get_ref()),
+            )
+        })
+}
+
+fn duration(src: &Source_, v: &Spanned<String>) -> Result<Duration, ConfigError> {
+    parse_duration(v.get_ref()).map_err(|m| src.err(v.span(), m))
+}
+
+/// `30s`, `5m`, `1h30m`, `250ms`, or `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s.trim()).map_err(|_| {
+        format!("{s:?} is not a duration; write it like 30s, 5m, 1h30m or 250ms")
+    })
+}
+
+fn steps(src: &Source_, span: Range<usize>, raw: &[i64]) -> Result<Vec<u8>, ConfigError> {
+    validate_steps(raw).map_err(|m| src.err(span, m))
+}
+
+/// Weight steps: each 1..=100, strictly rising, ending at 100.
+pub fn validate_steps(raw: &[i64]) -> Result<Vec<u8>, String> {
+    if raw.is_empty() {
+        return Err("no steps; give the percentages of traffic to shift, rising to 100, e.g. [10, 50, 100]".into());
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, &s) in raw.iter().enumerate() {
+        if !(1..=100).contains(&s) {
+            return Err(format!("step {s} is not a percentage from 1 to 100"));
+        }
+        if i > 0 && s <= raw[i - 1] {
+            return Err(format!(
+                "steps must rise: {s} comes after {}; e.g. [10, 50, 100]",
+                raw[i - 1]
+            ));
+        }
+        out.push(s as u8);
+    }
+    if out.last() != Some(&100) {
+        return Err(format!(
+            "the last step is {}, but steps must end at 100 so the new release takes all traffic",
+            out.last().unwrap()
+        ));
+    }
+    Ok(out)
+}
+
+fn apply(strategy: &mut Strategy, o: &Overrides) -> Result<(), ConfigError> {
+    if let Some(steps) = &o.steps {
+        let raw: Vec<i64> = steps.iter().map(|s| i64::from(*s)).collect();
+        strategy.steps = validate_steps(&raw).map_err(|message| ConfigError::Override {
+            flag: "--steps",
+            message,
+        })?;
+    }
+    if let Some(b) = o.bake {
+        strategy.bake = b;
+    }
+    if let Some(b) = o.final_bake {
+        strategy.final_bake = b;
+    }
+    if let Some(p) = o.poll {
+        if p.is_zero() {
+            return Err(ConfigError::Override {
+                flag: "--poll",
+                message: "must be greater than 0, e.g. 5s or 100ms".into(),
+            });
+        }
+        strategy.poll = p;
+    }
+    if let Some(t) = o.ready_timeout {
+        strategy.ready_timeout = t;
+    }
+    Ok(())
+}

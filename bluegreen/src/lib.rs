@@ -1,0 +1,6 @@
+//! bluegreen: multi-region blue/green deployments for containers on AWS ECS.
+//!
+//! The binary (`main.rs`) parses the command line and renders results; everything it does is
+//! here, so tests drive the same code.
+
+pub mod config;

@@ -1,0 +1,301 @@
+//! Environment files: the shipped ones load; malformed ones are refused with file:line:key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bluegreen::config::{self, ConfigError, Overrides, Severity};
+
+fn envs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("environments")
+}
+
+fn prod_text() -> String {
+    std::fs::read_to_string(envs().join("prod/bluegreen.toml")).unwrap()
+}
+
+/// Parses `text` as prod's file and returns (line, key, message) of the error.
+fn refuse(text: &str) -> (usize, String, String) {
+    match config::parse(Path::new("prod/bluegreen.toml"), "prod", text) {
+        Ok(_) => panic!("accepted a malformed file"),
+        Err(ConfigError::Invalid {
+            file,
+            line,
+            key,
+            message,
+        }) => {
+            assert_eq!(file, Path::new("prod/bluegreen.toml"));
+            (line, key, message)
+        }
+        Err(other) => panic!("expected a file:line:key error, got {other}"),
+    }
+}
+
+/// The 1-based line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in the file"));
+    text[..at].matches('\n').count() + 1
+}
+
+#[test]
+fn shipped_prod_file_loads_into_a_plan() {
+    let plan = config::load(&envs(), "prod", &Overrides::default()).unwrap();
+    assert_eq!(plan.env, "prod");
+    assert_eq!(plan.account_id, "222222222222");
+    assert_eq!(
+        plan.role_arn.as_deref(),
+        Some("arn:aws:iam::222222222222:role/bluegreen-deploy-prod")
+    );
+    assert_eq!(plan.source.account_id, "111111111111");
+    assert_eq!(plan.source.region, "us-east-1");
+    assert_eq!(plan.waves, vec![
+        vec!["us-east-1".to_owned()],
+        vec!["eu-west-1".to_owned(), "ap-southeast-2".to_owned()]
+    ]);
+    assert_eq!(plan.regions.len(), 3);
+    let eu = &plan.regions["eu-west-1"];
+    assert_eq!(eu.listener_port, 80);
+    assert_eq!(eu.test_listener_port, 8080);
+    assert_eq!(eu.green_target_group, "hello-prod-green");
+    assert_eq!(eu.probe_path, "/health");
+    assert_eq!(plan.strategy.steps, vec![10, 50, 100]);
+    assert_eq!(plan.strategy.bake, Duration::from_secs(300));
+    assert_eq!(plan.strategy.poll, Duration::from_secs(5));
+    assert_eq!(plan.strategy.scan_threshold, Some(Severity::Critical));
+    assert_eq!(plan.lock.table, "bluegreen-prod");
+    assert_eq!(plan.lock.lease, Duration::from_secs(120));
+}
+
+#[test]
+fn shipped_preprod_file_loads_with_one_region() {
+    let plan = config::load(&envs(), "preprod", &Overrides::default()).unwrap();
+    assert_eq!(plan.waves, vec![vec!["us-east-1".to_owned()]]);
+    assert_eq!(plan.source.account_id, plan.account_id);
+}
+
+#[test]
+fn overrides_replace_the_strategy_and_are_validated() {
+    let o = Overrides {
+        steps: Some(vec![25, 100]),
+        bake: Some(Duration::ZERO),
+        poll: Some(Duration::from_millis(100)),
+        ..Default::default()
+    };
+    let plan = config::load(&envs(), "prod", &o).unwrap();
+    assert_eq!(plan.strategy.steps, vec![25, 100]);
+    assert_eq!(plan.strategy.bake, Duration::ZERO);
+    assert_eq!(plan.strategy.poll, Duration::from_millis(100));
+
+    let bad = Overrides {
+        steps: Some(vec![50, 20, 100]),
+        ..Default::default()
+    };
+    let err = config::load(&envs(), "prod", &bad).unwrap_err();
+    assert!(err.to_string().starts_with("--steps: steps must rise"), "{err}");
+}
+
+#[test]
+fn an_unknown_environment_names_the_file_and_the_known_ones() {
+    let err = config::load(&envs(), "staging", &Overrides::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unknown environment \"staging\""), "{msg}");
+    assert!(msg.contains("staging/bluegreen.toml"), "{msg}");
+    assert!(msg.contains("preprod, prod"), "{msg}");
+    // A name that would escape the config dir is unknown, not a path.
+    let err = config::load(&envs(), "../environments/prod", &Overrides::default()).unwrap_err();
+    assert!(matches!(err, ConfigError::UnknownEnv { .. }), "{err}");
+}
+
+#[test]
+fn an_unreadable_config_dir_is_named() {
+    let err = config::load(Path::new("/no/such/dir"), "prod", &Overrides::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("/no/such/dir: cannot read it"), "{msg}");
+}
+
+/// Each case: a change to the shipped prod file, the line and key the error must name, and a
+/// phrase of what it must say.
+#[test]
+fn malformed_files_are_refused_with_file_line_and_key() {
+    let base = prod_text();
+    let waves_line = line_of(&base, "waves =");
+    let cases: Vec<(&str, String, usize, &str, &str)> = vec![
+        (
+            "unknown key",
+            base.replacen("load_balancer = \"hello-prod\"", "load_balancer = \"hello-prod\"\nloadbalancer = \"x\"", 1),
+            line_of(&base, "load_balancer = \"hello-prod\"") + 1,
+            "regions.us-east-1.loadbalancer",
+            "unknown key",
+        ),
+        (
+            "missing key in a region",
+            base.replacen("service = \"hello\"\n", "", 1),
+            line_of(&base, "[regions.us-east-1]"),
+            "regions.us-east-1.service",
+            "missing key `service`",
+        ),
+        (
+            "missing top-level key",
+            base.replace("account_id = \"222222222222\"\n", ""),
+            1,
+            "account_id",
+            "missing key `account_id`",
+        ),
+        (
+            "bad duration",
+            base.replace("bake = \"5m\"", "bake = \"five minutes\""),
+            line_of(&base, "bake = \"5m\""),
+            "strategy.bake",
+            "is not a duration; write it like 30s",
+        ),
+        (
+            "steps that fall",
+            base.replace("[10, 50, 100]", "[10, 5, 100]"),
+            line_of(&base, "steps ="),
+            "strategy.steps",
+            "steps must rise",
+        ),
+        (
+            "steps that stop short of 100",
+            base.replace("[10, 50, 100]", "[10, 50]"),
+            line_of(&base, "steps ="),
+            "strategy.steps",
+            "must end at 100",
+        ),
+        (
+            "a step over 100",
+            base.replace("[10, 50, 100]", "[10, 150]"),
+            line_of(&base, "steps ="),
+            "strategy.steps",
+            "not a percentage",
+        ),
+        (
+            "not a region",
+            base.replace("[regions.eu-west-1]", "[regions.eu-west-9]")
+                .replace("\"eu-west-1\", \"ap", "\"eu-west-9\", \"ap"),
+            line_of(&base, "[regions.eu-west-1]"),
+            "regions.eu-west-9",
+            "is not an AWS region",
+        ),
+        (
+            "a region twice in the waves",
+            base.replace("[\"eu-west-1\", \"ap-southeast-2\"]", "[\"eu-west-1\", \"us-east-1\"]"),
+            waves_line,
+            "waves",
+            "more than once",
+        ),
+        (
+            "a region in no wave",
+            base.replace(", \"ap-southeast-2\"]", "]"),
+            line_of(&base, "[regions.ap-southeast-2]"),
+            "regions.ap-southeast-2",
+            "is in no wave",
+        ),
+        (
+            "a wave region without a table",
+            base.replace("\"ap-southeast-2\"]]", "\"ap-southeast-2\", \"eu-north-1\"]]"),
+            waves_line,
+            "waves",
+            "has no [regions.eu-north-1] table",
+        ),
+        (
+            "a port as a string",
+            base.replacen("listener_port = 80", "listener_port = \"80\"", 1),
+            line_of(&base, "listener_port = 80"),
+            "regions.us-east-1.listener_port",
+            "expected a whole number",
+        ),
+        (
+            "a port out of range",
+            base.replacen("test_listener_port = 8080", "test_listener_port = 70000", 1),
+            line_of(&base, "test_listener_port = 8080"),
+            "regions.us-east-1.test_listener_port",
+            "use 1 to 65535",
+        ),
+        (
+            "the same port twice",
+            base.replacen("test_listener_port = 8080", "test_listener_port = 80", 1),
+            line_of(&base, "test_listener_port = 8080"),
+            "regions.us-east-1.test_listener_port",
+            "needs its own",
+        ),
+        (
+            "blue and green the same",
+            base.replacen("\"hello-prod-green\"", "\"hello-prod-blue\"", 1),
+            line_of(&base, "green_target_group"),
+            "regions.us-east-1.green_target_group",
+            "must differ",
+        ),
+        (
+            "a short account id",
+            base.replacen("\"222222222222\"", "\"2222\"", 1),
+            line_of(&base, "account_id = \"222222222222\""),
+            "account_id",
+            "12 digits",
+        ),
+        (
+            "a role in another account",
+            base.replace("iam::222222222222:role", "iam::333333333333:role"),
+            line_of(&base, "role_arn = \"arn:aws:iam::222222222222"),
+            "role_arn",
+            "is not a role in account 222222222222",
+        ),
+        (
+            "a bad severity",
+            base.replace("scan_threshold = \"CRITICAL\"", "scan_threshold = \"SEVERE\""),
+            line_of(&base, "scan_threshold"),
+            "strategy.scan_threshold",
+            "is not a severity",
+        ),
+        (
+            "a probe path without a slash",
+            base.replacen("probe_path = \"/health\"", "probe_path = \"health\"", 1),
+            line_of(&base, "probe_path"),
+            "regions.us-east-1.probe_path",
+            "must start with /",
+        ),
+        (
+            "an unclosed table header",
+            base.replace("[strategy]", "[strategy"),
+            line_of(&base, "[strategy]"),
+            "strategy",
+            "unclosed table",
+        ),
+        (
+            "a missing table",
+            base[..base.find("[lock]").unwrap()].to_owned(),
+            1,
+            "lock",
+            "missing key `lock`",
+        ),
+        (
+            "an uppercase repository",
+            base.replace("[target]\nrepository = \"hello\"", "[target]\nrepository = \"Hello\""),
+            line_of(&base, "[target]") + 1,
+            "target.repository",
+            "is not an ECR repository name",
+        ),
+        (
+            "a zero poll interval",
+            base.replace("poll = \"5s\"", "poll = \"0\""),
+            line_of(&base, "poll = \"5s\""),
+            "strategy.poll",
+            "greater than 0",
+        ),
+    ];
+    assert!(cases.len() >= 12);
+    for (name, text, line, key, phrase) in cases {
+        let (got_line, got_key, message) = refuse(&text);
+        assert_eq!(
+            (got_line, got_key.as_str()),
+            (line, key),
+            "{name}: wrong place; message: {message}"
+        );
+        assert!(
+            message.contains(phrase),
+            "{name}: message {message:?} lacks {phrase:?}"
+        );
+    }
+}
