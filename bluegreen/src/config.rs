@@ -351,7 +351,10 @@ impl Source_<'_> {
             .find(|l| l.starts_with('['))
             .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
         if line.starts_with('[') {
-            return line.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+            return line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned();
         }
         let mut key = line.split('=').next().unwrap_or_default().trim().to_owned();
         if key.is_empty() || line.find('=').is_none() {
@@ -511,10 +514,7 @@ pub fn parse(file: &Path, env: &str, text: &str) -> Result<Plan, ConfigError> {
     let steps = steps(&src, st.steps.span(), st.steps.get_ref())?;
     let poll = duration(&src, &st.poll)?;
     if poll.is_zero() {
-        return Err(src.err(
-            st.poll.span(),
-            "must be greater than 0, e.g. 5s or 100ms",
-        ));
+        return Err(src.err(st.poll.span(), "must be greater than 0, e.g. 5s or 100ms"));
     }
     let strategy = Strategy {
         steps,
@@ -651,7 +651,9 @@ fn account(src: &Source_, v: &Spanned<String>) -> Result<String, ConfigError> {
     } else {
         Err(src.err(
             v.span(),
-            format!("{s:?} is not an AWS account id; it is 12 digits, quoted, e.g. \"123456789012\""),
+            format!(
+                "{s:?} is not an AWS account id; it is 12 digits, quoted, e.g. \"123456789012\""
+            ),
         ))
     }
 }
@@ -660,7 +662,10 @@ fn role(src: &Source_, v: &Spanned<String>, account: &str) -> Result<String, Con
     let s = v.get_ref();
     let ok = ["arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"]
         .iter()
-        .any(|p| s.strip_prefix(p).is_some_and(|rest| rest.starts_with(&format!("{account}:role/"))));
+        .any(|p| {
+            s.strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with(&format!("{account}:role/")))
+        });
     if ok {
         Ok(s.clone())
     } else {
@@ -704,7 +709,9 @@ fn repository(src: &Source_, v: &Spanned<String>) -> Result<String, ConfigError>
     } else {
         Err(src.err(
             v.span(),
-            format!("{s:?} is not an ECR repository name; use 2-256 lowercase letters, digits, . _ - /"),
+            format!(
+                "{s:?} is not an ECR repository name; use 2-256 lowercase letters, digits, . _ - /"
+            ),
         ))
     }
 }
@@ -729,7 +736,8 @@ fn name(src: &Source_, v: &Spanned<String>, max: usize, what: &str) -> Result<St
     let s = v.get_ref();
     if !s.is_empty()
         && s.len() <= max
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         Ok(s.clone())
     } else {
@@ -743,7 +751,8 @@ fn name(src: &Source_, v: &Spanned<String>, max: usize, what: &str) -> Result<St
 fn table_name(src: &Source_, v: &Spanned<String>) -> Result<String, ConfigError> {
     let s = v.get_ref();
     if (3..=255).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
     {
         Ok(s.clone())
     } else {
@@ -775,9 +784,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(s.trim()).map_err(|_| {
-        format!("{s:?} is not a duration; write it like 30s, 5m, 1h30m or 250ms")
-    })
+    humantime::parse_duration(s.trim())
+        .map_err(|_| format!("{s:?} is not a duration; write it like 30s, 5m, 1h30m or 250ms"))
 }
 
 fn steps(src: &Source_, span: Range<usize>, raw: &[i64]) -> Result<Vec<u8>, ConfigError> {
@@ -787,7 +795,10 @@ fn steps(src: &Source_, span: Range<usize>, raw: &[i64]) -> Result<Vec<u8>, Conf
 /// Weight steps: each 1..=100, strictly rising, ending at 100.
 pub fn validate_steps(raw: &[i64]) -> Result<Vec<u8>, String> {
     if raw.is_empty() {
-        return Err("no steps; give the percentages of traffic to shift, rising to 100, e.g. [10, 50, 100]".into());
+        return Err(
+            "no steps; give the percentages of traffic to shift, rising to 100, e.g. [10, 50, 100]"
+                .into(),
+        );
     }
     let mut out = Vec::with_capacity(raw.len());
     for (i, &s) in raw.iter().enumerate() {

@@ -3,4 +3,5 @@
 //! The binary (`main.rs`) parses the command line and renders results; everything it does is
 //! here, so tests drive the same code.
 
+pub mod aws;
 pub mod config;

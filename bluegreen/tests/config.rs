@@ -35,7 +35,9 @@ fn refuse(text: &str) -> (usize, String, String) {
 
 /// The 1-based line of the first occurrence of `needle` in `text`.
 fn line_of(text: &str, needle: &str) -> usize {
-    let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in the file"));
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the file"));
     text[..at].matches('\n').count() + 1
 }
 
@@ -50,10 +52,13 @@ fn shipped_prod_file_loads_into_a_plan() {
     );
     assert_eq!(plan.source.account_id, "111111111111");
     assert_eq!(plan.source.region, "us-east-1");
-    assert_eq!(plan.waves, vec![
-        vec!["us-east-1".to_owned()],
-        vec!["eu-west-1".to_owned(), "ap-southeast-2".to_owned()]
-    ]);
+    assert_eq!(
+        plan.waves,
+        vec![
+            vec!["us-east-1".to_owned()],
+            vec!["eu-west-1".to_owned(), "ap-southeast-2".to_owned()]
+        ]
+    );
     assert_eq!(plan.regions.len(), 3);
     let eu = &plan.regions["eu-west-1"];
     assert_eq!(eu.listener_port, 80);
@@ -93,7 +98,10 @@ fn overrides_replace_the_strategy_and_are_validated() {
         ..Default::default()
     };
     let err = config::load(&envs(), "prod", &bad).unwrap_err();
-    assert!(err.to_string().starts_with("--steps: steps must rise"), "{err}");
+    assert!(
+        err.to_string().starts_with("--steps: steps must rise"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -124,7 +132,11 @@ fn malformed_files_are_refused_with_file_line_and_key() {
     let cases: Vec<(&str, String, usize, &str, &str)> = vec![
         (
             "unknown key",
-            base.replacen("load_balancer = \"hello-prod\"", "load_balancer = \"hello-prod\"\nloadbalancer = \"x\"", 1),
+            base.replacen(
+                "load_balancer = \"hello-prod\"",
+                "load_balancer = \"hello-prod\"\nloadbalancer = \"x\"",
+                1,
+            ),
             line_of(&base, "load_balancer = \"hello-prod\"") + 1,
             "regions.us-east-1.loadbalancer",
             "unknown key",
@@ -181,7 +193,10 @@ fn malformed_files_are_refused_with_file_line_and_key() {
         ),
         (
             "a region twice in the waves",
-            base.replace("[\"eu-west-1\", \"ap-southeast-2\"]", "[\"eu-west-1\", \"us-east-1\"]"),
+            base.replace(
+                "[\"eu-west-1\", \"ap-southeast-2\"]",
+                "[\"eu-west-1\", \"us-east-1\"]",
+            ),
             waves_line,
             "waves",
             "more than once",
@@ -195,7 +210,10 @@ fn malformed_files_are_refused_with_file_line_and_key() {
         ),
         (
             "a wave region without a table",
-            base.replace("\"ap-southeast-2\"]]", "\"ap-southeast-2\", \"eu-north-1\"]]"),
+            base.replace(
+                "\"ap-southeast-2\"]]",
+                "\"ap-southeast-2\", \"eu-north-1\"]]",
+            ),
             waves_line,
             "waves",
             "has no [regions.eu-north-1] table",
@@ -244,7 +262,10 @@ fn malformed_files_are_refused_with_file_line_and_key() {
         ),
         (
             "a bad severity",
-            base.replace("scan_threshold = \"CRITICAL\"", "scan_threshold = \"SEVERE\""),
+            base.replace(
+                "scan_threshold = \"CRITICAL\"",
+                "scan_threshold = \"SEVERE\"",
+            ),
             line_of(&base, "scan_threshold"),
             "strategy.scan_threshold",
             "is not a severity",
@@ -272,7 +293,10 @@ fn malformed_files_are_refused_with_file_line_and_key() {
         ),
         (
             "an uppercase repository",
-            base.replace("[target]\nrepository = \"hello\"", "[target]\nrepository = \"Hello\""),
+            base.replace(
+                "[target]\nrepository = \"hello\"",
+                "[target]\nrepository = \"Hello\"",
+            ),
             line_of(&base, "[target]") + 1,
             "target.repository",
             "is not an ECR repository name",

@@ -1,0 +1,412 @@
+//! The environment's deployment lock and journal, in one DynamoDB table (partition key `pk`,
+//! sort key `sk`, both strings; terraform/modules/deploy-lock creates it).
+//!
+//! - Lock: item (`env#<env>`, `lock`). Taken with a conditional put that succeeds only if no lock
+//!   exists, the lease expired, or the same deployment holds it (a resume). Renewed by heartbeat,
+//!   released only by its owner; `force_unlock` is the explicit escape hatch.
+//! - Journal: item (`env#<env>`, `deploy#<id>`) per deployment, the whole record as JSON in `doc`,
+//!   rewritten at every phase change. Deployment ids start with their UTC start time, so a
+//!   descending query on the sort key is history, newest first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::CallError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Holder {
+    pub deployment: String,
+    pub owner: String,
+    pub version: String,
+    pub acquired_ms: u64,
+    pub expires_ms: u64,
+}
+
+impl Holder {
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_ms <= now_ms
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "deployment {} of {} by {}, lease until {}",
+            self.deployment,
+            self.version,
+            self.owner,
+            rfc3339(self.expires_ms)
+        )
+    }
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum LockError {
+    #[error(
+        "environment {env} is locked by {holder}; wait for it, or if that deployment is dead run `bluegreen unlock -e {env}`"
+    )]
+    Held { env: String, holder: Holder },
+    #[error(
+        "deployment {deployment} does not hold the lock of {env} (holder: {}); it was taken over or released",
+        holder.as_ref().map_or("none".to_owned(), |h| h.to_string())
+    )]
+    NotOwner {
+        env: String,
+        deployment: String,
+        holder: Option<Holder>,
+    },
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// A new deployment id: its UTC start time, then random hex (`20261124T071700Z-3fa9c2`).
+pub fn new_deployment_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_ms());
+    let stamp: String = rfc3339(now_ms())
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    format!("{stamp}-{:06x}", h.finish() & 0xff_ffff)
+}
+
+#[derive(Debug, Clone)]
+pub struct Lock {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    region: String,
+    env: String,
+    lease: Duration,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s(item: &HashMap<String, AttributeValue>, k: &str) -> String {
+    item.get(k)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> u64 {
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default()
+}
+
+fn holder_of(item: &HashMap<String, AttributeValue>) -> Holder {
+    Holder {
+        deployment: get_s(item, "deployment"),
+        owner: get_s(item, "owner"),
+        version: get_s(item, "version"),
+        acquired_ms: get_n(item, "acquired_ms"),
+        expires_ms: get_n(item, "expires_ms"),
+    }
+}
+
+fn pk(env: &str) -> String {
+    format!("env#{env}")
+}
+
+impl Lock {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: &str,
+        region: &str,
+        env: &str,
+        lease: Duration,
+    ) -> Self {
+        Self {
+            client,
+            table: table.to_owned(),
+            region: region.to_owned(),
+            env: env.to_owned(),
+            lease,
+        }
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Takes the lock for `deployment`, or takes over one whose lease has expired. The same
+    /// deployment may take it again (resuming after a crash).
+    pub async fn acquire(
+        &self,
+        deployment: &str,
+        owner: &str,
+        version: &str,
+    ) -> Result<Holder, LockError> {
+        let now = now_ms();
+        let expires = now + self.lease.as_millis() as u64;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk(&self.env)))
+            .item("sk", s("lock"))
+            .item("deployment", s(deployment))
+            .item("owner", s(owner))
+            .item("version", s(version))
+            .item("acquired_ms", n(now))
+            .item("expires_ms", n(expires))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_ms <= :now OR deployment = :me",
+            )
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":me", s(deployment))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Holder {
+                deployment: deployment.to_owned(),
+                owner: owner.to_owned(),
+                version: version.to_owned(),
+                acquired_ms: now,
+                expires_ms: expires,
+            }),
+            Err(e) => {
+                let err = CallError::new("PutItem (acquire lock)", &self.region, &e);
+                if err.is("ConditionalCheckFailedException") {
+                    match self.holder().await? {
+                        Some(holder) => Err(LockError::Held {
+                            env: self.env.clone(),
+                            holder,
+                        }),
+                        // Released between our put and our read: the caller may simply retry.
+                        None => Err(LockError::Call(err)),
+                    }
+                } else {
+                    Err(err.into())
+                }
+            }
+        }
+    }
+
+    /// Extends the lease of `deployment`'s lock; fails if it no longer holds it.
+    pub async fn heartbeat(&self, deployment: &str) -> Result<u64, LockError> {
+        let expires = now_ms() + self.lease.as_millis() as u64;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk(&self.env)))
+            .key("sk", s("lock"))
+            .update_expression("SET expires_ms = :e")
+            .condition_expression("deployment = :me")
+            .expression_attribute_values(":e", n(expires))
+            .expression_attribute_values(":me", s(deployment))
+            .send()
+            .await;
+        self.owner_only(
+            result.map(|_| ()),
+            "UpdateItem (lock heartbeat)",
+            deployment,
+        )
+        .await
+        .map(|()| expires)
+    }
+
+    /// Releases `deployment`'s lock; refused if another deployment holds it.
+    pub async fn release(&self, deployment: &str) -> Result<(), LockError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk(&self.env)))
+            .key("sk", s("lock"))
+            .condition_expression("deployment = :me")
+            .expression_attribute_values(":me", s(deployment))
+            .send()
+            .await;
+        self.owner_only(result.map(|_| ()), "DeleteItem (release lock)", deployment)
+            .await
+    }
+
+    async fn owner_only<E>(
+        &self,
+        result: Result<
+            (),
+            aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+        >,
+        call: &'static str,
+        deployment: &str,
+    ) -> Result<(), LockError>
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = CallError::new(call, &self.region, &e);
+                if err.is("ConditionalCheckFailedException") {
+                    Err(LockError::NotOwner {
+                        env: self.env.clone(),
+                        deployment: deployment.to_owned(),
+                        holder: self.holder().await?,
+                    })
+                } else {
+                    Err(err.into())
+                }
+            }
+        }
+    }
+
+    /// Who holds the lock now, if anyone (an expired holder is still reported, as expired).
+    pub async fn holder(&self) -> Result<Option<Holder>, CallError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk(&self.env)))
+            .key("sk", s("lock"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| CallError::new("GetItem (lock)", &self.region, &e))?;
+        Ok(out.item().map(holder_of))
+    }
+
+    /// Removes the lock whoever holds it; returns who did.
+    pub async fn force_unlock(&self) -> Result<Option<Holder>, CallError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk(&self.env)))
+            .key("sk", s("lock"))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| CallError::new("DeleteItem (force unlock)", &self.region, &e))?;
+        Ok(out.attributes().map(holder_of))
+    }
+}
+
+/// One deployment's journal record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub env: String,
+    /// `promote` or `rollback`.
+    pub kind: String,
+    pub version: String,
+    pub digest: Option<String>,
+    pub caller: String,
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    /// Where the deployment is as a whole (e.g. `copying`, `shifting`, `promoted`, `rolled-back`).
+    pub phase: String,
+    /// Final result, once ended: `promoted`, `rolled-back`, `failed`, `aborted`.
+    pub outcome: Option<String>,
+    pub message: Option<String>,
+    pub regions: BTreeMap<String, RegionRecord>,
+}
+
+/// What a deployment knows about one region: enough to put it back from any state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionRecord {
+    pub phase: String,
+    pub previous_task_definition: Option<String>,
+    pub previous_task_set: Option<String>,
+    /// The colour that carried production before the deployment: `blue` or `green`.
+    pub previous_colour: Option<String>,
+    pub new_task_definition: Option<String>,
+    pub new_task_set: Option<String>,
+    /// Percent of production traffic on the new release last set.
+    pub weight: u8,
+}
+
+#[derive(Debug, Clone)]
+pub struct Journal {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    region: String,
+    env: String,
+}
+
+impl Journal {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: &str, region: &str, env: &str) -> Self {
+        Self {
+            client,
+            table: table.to_owned(),
+            region: region.to_owned(),
+            env: env.to_owned(),
+        }
+    }
+
+    /// Writes the whole record (one writer: the lock holder).
+    pub async fn write(&self, record: &Record) -> Result<(), CallError> {
+        let doc = serde_json::to_string(record).expect("a journal record always serializes");
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(pk(&self.env)))
+            .item("sk", s(format!("deploy#{}", record.id)))
+            .item("doc", s(doc))
+            .send()
+            .await
+            .map_err(|e| CallError::new("PutItem (journal)", &self.region, &e))?;
+        Ok(())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Record>, CallError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk(&self.env)))
+            .key("sk", s(format!("deploy#{id}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| CallError::new("GetItem (journal)", &self.region, &e))?;
+        Ok(out.item().and_then(|i| self.decode(i)))
+    }
+
+    /// Up to `limit` records, newest first.
+    pub async fn history(&self, limit: i32) -> Result<Vec<Record>, CallError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk(&self.env)))
+            .expression_attribute_values(":prefix", s("deploy#"))
+            .scan_index_forward(false)
+            .limit(limit.max(1))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| CallError::new("Query (journal)", &self.region, &e))?;
+        Ok(out.items().iter().filter_map(|i| self.decode(i)).collect())
+    }
+
+    fn decode(&self, item: &HashMap<String, AttributeValue>) -> Option<Record> {
+        // A record this version cannot read is skipped in history rather than failing it.
+        serde_json::from_str(&get_s(item, "doc")).ok()
+    }
+}
