@@ -8,6 +8,7 @@ from typing import Any
 
 from moto.core.responses import ActionResult
 from moto.ecr.responses import ECRResponse
+from moto.ecs import exceptions as ecs_exceptions
 from moto.ecs.models import EC2ContainerServiceBackend
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus
 
@@ -23,6 +24,14 @@ def install(addresses: Addresses, dataplane: Dataplane, registries: Registries) 
 
 
 def _patch_ecs() -> None:
+    # Extension 5: AWS answers a missing task set with TaskSetNotFoundException; moto says
+    # ClientException, which would make callers that match AWS's documented code misbehave.
+    def task_set_not_found(self: Any) -> None:
+        ecs_exceptions.ECSException.__init__(self, "TaskSetNotFoundException",
+                                             "The specified task set does not exist.")
+
+    ecs_exceptions.TaskSetNotFoundException.__init__ = task_set_not_found
+
     original = EC2ContainerServiceBackend.create_task_set
 
     def create_task_set(self: Any, *args: Any, scale: dict[str, Any] | None = None, **kwargs: Any) -> Any:

@@ -1,6 +1,9 @@
 //! Everything that talks to AWS: one SDK configuration from the standard credential chain, the
 //! target account reached by AssumeRole, and per-region clients built once and shared.
 
+pub mod alarms;
+pub mod ecs;
+pub mod elb;
 pub mod lock;
 
 pub mod sts;

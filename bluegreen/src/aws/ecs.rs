@@ -1,0 +1,542 @@
+//! The ECS side of a region: the service (EXTERNAL deployment controller) and its task sets, one
+//! per live release, and task definitions cloned with a new image pinned by digest.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::types::{
+    DeploymentControllerType, KeyValuePair, LoadBalancer, Scale, ScaleUnit, StabilityStatus,
+};
+use serde::Serialize;
+use thiserror::Error;
+
+use super::{CallError, RegionClients};
+
+/// The environment variable through which the app learns its release.
+pub const VERSION_VAR: &str = "APP_VERSION";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskSet {
+    pub arn: String,
+    pub id: String,
+    /// PRIMARY, ACTIVE or DRAINING.
+    pub status: String,
+    pub task_definition: String,
+    pub target_group: Option<String>,
+    pub container_name: Option<String>,
+    pub container_port: Option<i32>,
+    pub scale_percent: f64,
+    pub computed_desired: i32,
+    pub running: i32,
+    pub pending: i32,
+    pub steady: bool,
+    /// The deployment that created it (bluegreen sets its id here).
+    pub external_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    pub arn: String,
+    pub desired_count: i32,
+    pub task_sets: Vec<TaskSet>,
+    #[serde(skip)]
+    network: Option<aws_sdk_ecs::types::NetworkConfiguration>,
+    #[serde(skip)]
+    launch_type: Option<aws_sdk_ecs::types::LaunchType>,
+}
+
+impl Service {
+    /// The task set serving `target_group`, preferring the PRIMARY one.
+    pub fn task_set_on(&self, target_group: &str) -> Option<&TaskSet> {
+        let mut on: Vec<&TaskSet> = self
+            .task_sets
+            .iter()
+            .filter(|t| t.target_group.as_deref() == Some(target_group))
+            .collect();
+        on.sort_by_key(|t| t.status != "PRIMARY");
+        on.first().copied()
+    }
+
+    pub fn by_external_id(&self, id: &str) -> Option<&TaskSet> {
+        self.task_sets
+            .iter()
+            .find(|t| t.external_id.as_deref() == Some(id))
+    }
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EcsError {
+    #[error(
+        "service {service} of cluster {cluster} does not exist in {region}; check cluster/service in the environment file, or apply terraform/"
+    )]
+    MissingService {
+        region: String,
+        cluster: String,
+        service: String,
+    },
+    #[error(
+        "service {service} in {region} uses the {controller} deployment controller; bluegreen needs EXTERNAL (terraform/modules/region sets it)"
+    )]
+    NotExternal {
+        region: String,
+        service: String,
+        controller: String,
+    },
+    #[error(
+        "task definition {task_definition} in {region} has {count} containers and the environment file names none; set `container` for {region}"
+    )]
+    WhichContainer {
+        region: String,
+        task_definition: String,
+        count: usize,
+    },
+    #[error("task definition {task_definition} in {region} has no container named {container}")]
+    NoSuchContainer {
+        region: String,
+        task_definition: String,
+        container: String,
+    },
+    #[error(
+        "task set {task_set} in {region} did not become ready in {waited:?}: {running} of {desired} tasks running, {detail}"
+    )]
+    NotReady {
+        region: String,
+        task_set: String,
+        waited: Duration,
+        running: i32,
+        desired: i32,
+        detail: String,
+    },
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+fn task_set_of(t: &aws_sdk_ecs::types::TaskSet) -> TaskSet {
+    let lb = t.load_balancers().first();
+    TaskSet {
+        arn: t.task_set_arn().unwrap_or_default().to_owned(),
+        id: t.id().unwrap_or_default().to_owned(),
+        status: t.status().unwrap_or_default().to_owned(),
+        task_definition: t.task_definition().unwrap_or_default().to_owned(),
+        target_group: lb.and_then(|l| l.target_group_arn()).map(str::to_owned),
+        container_name: lb.and_then(|l| l.container_name()).map(str::to_owned),
+        container_port: lb.and_then(|l| l.container_port()),
+        scale_percent: t.scale().map_or(0.0, |s| s.value()),
+        computed_desired: t.computed_desired_count(),
+        running: t.running_count(),
+        pending: t.pending_count(),
+        steady: t.stability_status() == Some(&StabilityStatus::SteadyState),
+        external_id: t.external_id().filter(|s| !s.is_empty()).map(str::to_owned),
+    }
+}
+
+/// The service and all its task sets.
+pub async fn describe(
+    c: &RegionClients,
+    cluster: &str,
+    service: &str,
+) -> Result<Service, EcsError> {
+    let out = c
+        .ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await;
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            let err = CallError::new("DescribeServices", &c.region, &e);
+            if err.is("ClusterNotFoundException") {
+                return Err(EcsError::MissingService {
+                    region: c.region.clone(),
+                    cluster: cluster.into(),
+                    service: service.into(),
+                });
+            }
+            return Err(err.into());
+        }
+    };
+    let Some(svc) = out
+        .services()
+        .iter()
+        .find(|s| s.status() != Some("INACTIVE"))
+    else {
+        return Err(EcsError::MissingService {
+            region: c.region.clone(),
+            cluster: cluster.into(),
+            service: service.into(),
+        });
+    };
+    let controller = svc
+        .deployment_controller()
+        .map(|d| d.r#type().clone())
+        .unwrap_or(DeploymentControllerType::Ecs);
+    if controller != DeploymentControllerType::External {
+        return Err(EcsError::NotExternal {
+            region: c.region.clone(),
+            service: service.into(),
+            controller: controller.as_str().to_owned(),
+        });
+    }
+    let sets = c
+        .ecs
+        .describe_task_sets()
+        .cluster(cluster)
+        .service(service)
+        .send()
+        .await
+        .map_err(|e| CallError::new("DescribeTaskSets", &c.region, &e))?;
+    let raw = sets.task_sets();
+    Ok(Service {
+        arn: svc.service_arn().unwrap_or_default().to_owned(),
+        desired_count: svc.desired_count(),
+        task_sets: raw.iter().map(task_set_of).collect(),
+        network: raw.first().and_then(|t| t.network_configuration().cloned()),
+        launch_type: raw.first().and_then(|t| t.launch_type().cloned()),
+    })
+}
+
+/// The image and version of `container` (or the only container) in a task definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Release {
+    pub task_definition: String,
+    pub container: String,
+    pub image: String,
+    pub version: Option<String>,
+}
+
+pub async fn release_of(
+    c: &RegionClients,
+    task_definition: &str,
+    container: Option<&str>,
+) -> Result<Release, EcsError> {
+    let td = describe_task_definition(c, task_definition).await?;
+    let def = pick_container(c, task_definition, td.container_definitions(), container)?;
+    Ok(Release {
+        task_definition: td
+            .task_definition_arn()
+            .unwrap_or(task_definition)
+            .to_owned(),
+        container: def.name().unwrap_or_default().to_owned(),
+        image: def.image().unwrap_or_default().to_owned(),
+        version: def
+            .environment()
+            .iter()
+            .find(|kv| kv.name() == Some(VERSION_VAR))
+            .and_then(|kv| kv.value())
+            .map(str::to_owned),
+    })
+}
+
+async fn describe_task_definition(
+    c: &RegionClients,
+    arn: &str,
+) -> Result<aws_sdk_ecs::types::TaskDefinition, EcsError> {
+    let out = c
+        .ecs
+        .describe_task_definition()
+        .task_definition(arn)
+        .send()
+        .await
+        .map_err(|e| CallError::new("DescribeTaskDefinition", &c.region, &e))?;
+    Ok(out.task_definition().cloned().ok_or_else(|| CallError {
+        call: "DescribeTaskDefinition",
+        region: c.region.clone(),
+        code: None,
+        message: format!("no task definition {arn} in the answer"),
+    })?)
+}
+
+fn pick_container<'a>(
+    c: &RegionClients,
+    task_definition: &str,
+    defs: &'a [aws_sdk_ecs::types::ContainerDefinition],
+    name: Option<&str>,
+) -> Result<&'a aws_sdk_ecs::types::ContainerDefinition, EcsError> {
+    match name {
+        Some(n) => {
+            defs.iter()
+                .find(|d| d.name() == Some(n))
+                .ok_or_else(|| EcsError::NoSuchContainer {
+                    region: c.region.clone(),
+                    task_definition: task_definition.into(),
+                    container: n.into(),
+                })
+        }
+        None if defs.len() == 1 => Ok(&defs[0]),
+        None => Err(EcsError::WhichContainer {
+            region: c.region.clone(),
+            task_definition: task_definition.into(),
+            count: defs.len(),
+        }),
+    }
+}
+
+/// Registers a new revision of `live` that differs only in the container's image (pinned as
+/// `image`, e.g. `repo@sha256:…`) and its `APP_VERSION`. Returns the new revision's ARN.
+pub async fn clone_task_definition(
+    c: &RegionClients,
+    live: &str,
+    container: Option<&str>,
+    image: &str,
+    version: &str,
+) -> Result<String, EcsError> {
+    let td = describe_task_definition(c, live).await?;
+    let target = pick_container(c, live, td.container_definitions(), container)?
+        .name()
+        .map(str::to_owned);
+    let defs: Vec<_> = td
+        .container_definitions()
+        .iter()
+        .map(|d| {
+            if d.name().map(str::to_owned) != target {
+                return d.clone();
+            }
+            let mut env: Vec<KeyValuePair> = d
+                .environment()
+                .iter()
+                .filter(|kv| kv.name() != Some(VERSION_VAR))
+                .cloned()
+                .collect();
+            env.push(
+                KeyValuePair::builder()
+                    .name(VERSION_VAR)
+                    .value(version)
+                    .build(),
+            );
+            let mut d = d.clone();
+            d.image = Some(image.to_owned());
+            d.environment = Some(env);
+            d
+        })
+        .collect();
+    let out = c
+        .ecs
+        .register_task_definition()
+        .family(td.family().unwrap_or_default())
+        .set_task_role_arn(td.task_role_arn().map(str::to_owned))
+        .set_execution_role_arn(td.execution_role_arn().map(str::to_owned))
+        .set_network_mode(td.network_mode().cloned())
+        .set_container_definitions(Some(defs))
+        .set_volumes(Some(td.volumes().to_vec()))
+        .set_placement_constraints(Some(td.placement_constraints().to_vec()))
+        .set_requires_compatibilities(Some(td.requires_compatibilities().to_vec()))
+        .set_cpu(td.cpu().map(str::to_owned))
+        .set_memory(td.memory().map(str::to_owned))
+        .set_pid_mode(td.pid_mode().cloned())
+        .set_ipc_mode(td.ipc_mode().cloned())
+        .set_proxy_configuration(td.proxy_configuration().cloned())
+        .set_ephemeral_storage(td.ephemeral_storage().cloned())
+        .set_runtime_platform(td.runtime_platform().cloned())
+        .send()
+        .await
+        .map_err(|e| CallError::new("RegisterTaskDefinition", &c.region, &e))?;
+    Ok(out
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// What to do about a deployment's task set: make it, or use the one a previous run made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ensure {
+    Created(TaskSet),
+    Reused(TaskSet),
+}
+
+impl Ensure {
+    pub fn task_set(&self) -> &TaskSet {
+        match self {
+            Self::Created(t) | Self::Reused(t) => t,
+        }
+    }
+}
+
+/// The task set for `deployment` (its external id) on `target_group` at `scale` percent,
+/// created only if the service does not have it already. Network configuration and launch type
+/// are copied from the live task set, so the new release runs where the old one does.
+#[allow(clippy::too_many_arguments)]
+pub async fn ensure_task_set(
+    c: &RegionClients,
+    cluster: &str,
+    service: &Service,
+    service_name: &str,
+    deployment: &str,
+    task_definition: &str,
+    target_group: &str,
+    container: &str,
+    port: i32,
+    scale: f64,
+) -> Result<Ensure, EcsError> {
+    if let Some(existing) = service.by_external_id(deployment) {
+        return Ok(Ensure::Reused(existing.clone()));
+    }
+    let out = c
+        .ecs
+        .create_task_set()
+        .cluster(cluster)
+        .service(service_name)
+        .task_definition(task_definition)
+        .external_id(deployment)
+        .set_network_configuration(service.network.clone())
+        .set_launch_type(service.launch_type.clone())
+        .load_balancers(
+            LoadBalancer::builder()
+                .target_group_arn(target_group)
+                .container_name(container)
+                .container_port(port)
+                .build(),
+        )
+        .scale(
+            Scale::builder()
+                .value(scale)
+                .unit(ScaleUnit::Percent)
+                .build(),
+        )
+        .client_token(deployment)
+        .send()
+        .await
+        .map_err(|e| CallError::new("CreateTaskSet", &c.region, &e))?;
+    Ok(Ensure::Created(task_set_of(
+        out.task_set().expect("CreateTaskSet returns the task set"),
+    )))
+}
+
+pub async fn task_set(
+    c: &RegionClients,
+    cluster: &str,
+    service: &str,
+    arn: &str,
+) -> Result<Option<TaskSet>, EcsError> {
+    let out = c
+        .ecs
+        .describe_task_sets()
+        .cluster(cluster)
+        .service(service)
+        .task_sets(arn)
+        .send()
+        .await
+        .map_err(|e| CallError::new("DescribeTaskSets", &c.region, &e))?;
+    Ok(out.task_sets().first().map(task_set_of))
+}
+
+pub async fn scale(
+    c: &RegionClients,
+    cluster: &str,
+    service: &str,
+    arn: &str,
+    percent: f64,
+) -> Result<(), EcsError> {
+    c.ecs
+        .update_task_set()
+        .cluster(cluster)
+        .service(service)
+        .task_set(arn)
+        .scale(
+            Scale::builder()
+                .value(percent)
+                .unit(ScaleUnit::Percent)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| CallError::new("UpdateTaskSet", &c.region, &e))?;
+    Ok(())
+}
+
+pub async fn make_primary(
+    c: &RegionClients,
+    cluster: &str,
+    service: &str,
+    arn: &str,
+) -> Result<(), EcsError> {
+    c.ecs
+        .update_service_primary_task_set()
+        .cluster(cluster)
+        .service(service)
+        .primary_task_set(arn)
+        .send()
+        .await
+        .map_err(|e| CallError::new("UpdateServicePrimaryTaskSet", &c.region, &e))?;
+    Ok(())
+}
+
+/// Deletes a task set; one already gone counts as deleted.
+pub async fn delete(
+    c: &RegionClients,
+    cluster: &str,
+    service: &str,
+    arn: &str,
+) -> Result<(), EcsError> {
+    match c
+        .ecs
+        .delete_task_set()
+        .cluster(cluster)
+        .service(service)
+        .task_set(arn)
+        .force(true)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let err = CallError::new("DeleteTaskSet", &c.region, &e);
+            if err.is("TaskSetNotFoundException") {
+                Ok(())
+            } else {
+                Err(err.into())
+            }
+        }
+    }
+}
+
+/// Polls until the task set runs all its tasks and ECS calls it steady, or `deadline` passes.
+/// `extra` is asked each poll for anything else that must hold (e.g. target health) and returns
+/// `Err(reason)` while it does not.
+pub async fn wait_steady<F, Fut>(
+    c: &RegionClients,
+    cluster: &str,
+    service: &str,
+    arn: &str,
+    timeout: Duration,
+    poll: Duration,
+    mut extra: F,
+) -> Result<TaskSet, EcsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let started = Instant::now();
+    loop {
+        let current = task_set(c, cluster, service, arn).await?;
+        let (running, desired, detail) = match &current {
+            None => (0, 0, "the task set no longer exists".to_owned()),
+            Some(ts)
+                if ts.steady && ts.running == ts.computed_desired && ts.computed_desired > 0 =>
+            {
+                match extra().await {
+                    Ok(()) => return Ok(ts.clone()),
+                    Err(why) => (ts.running, ts.computed_desired, why),
+                }
+            }
+            Some(ts) => (
+                ts.running,
+                ts.computed_desired,
+                format!("{} pending, not steady yet", ts.pending),
+            ),
+        };
+        // A deleted task set will not come back: stop waiting at once.
+        if current.is_none() || started.elapsed() >= timeout {
+            return Err(EcsError::NotReady {
+                region: c.region.clone(),
+                task_set: arn.rsplit('/').next().unwrap_or(arn).to_owned(),
+                waited: started.elapsed(),
+                running,
+                desired,
+                detail,
+            });
+        }
+        tokio::time::sleep(poll.min(timeout.saturating_sub(started.elapsed()))).await;
+    }
+}
