@@ -47,6 +47,18 @@ async fn region(aws: &LocalAws) -> (RegionClients, Value) {
     )
 }
 
+/// The readiness condition promote uses: at least `n` targets in green, all healthy.
+async fn green_healthy(c: &RegionClients, t: &elb::Topology, n: usize) -> Result<(), String> {
+    let h = elb::target_health(c, &t.green_target_group_arn)
+        .await
+        .map_err(|e| e.to_string())?;
+    if h.healthy >= n && h.all_healthy() {
+        Ok(())
+    } else {
+        Err(h.to_string())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovers_the_topology_and_weights_round_trip() {
     let aws = LocalAws::start();
@@ -221,16 +233,7 @@ async fn task_set_lifecycle_on_real_tasks() {
         &green_arn,
         Duration::from_secs(30),
         Duration::from_millis(100),
-        || async {
-            let h = elb::target_health(&c, &t.green_target_group_arn)
-                .await
-                .map_err(|e| e.to_string())?;
-            if h.healthy >= 2 && h.all_healthy() {
-                Ok(())
-            } else {
-                Err(h.to_string())
-            }
-        },
+        || green_healthy(&c, &t, 2),
     )
     .await
     .unwrap();
@@ -331,16 +334,7 @@ async fn waiting_for_a_bad_release_ends_at_the_deadline_with_the_reason() {
         &ts.task_set().arn,
         Duration::from_secs(3),
         Duration::from_millis(100),
-        || async {
-            let h = elb::target_health(&c, &t.green_target_group_arn)
-                .await
-                .map_err(|e| e.to_string())?;
-            if h.all_healthy() {
-                Ok(())
-            } else {
-                Err(h.to_string())
-            }
-        },
+        || green_healthy(&c, &t, 1),
     )
     .await
     .unwrap_err();

@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from moto.core.responses import ActionResult
+from moto.ecr.models import ECRBackend, ecr_backends
+from moto.ecr.exceptions import ImageAlreadyExistsException
 from moto.ecr.responses import ECRResponse
 from moto.ecs import exceptions as ecs_exceptions
 from moto.ecs.models import EC2ContainerServiceBackend
@@ -17,10 +19,11 @@ from .registry import Registries
 from .world import Addresses
 
 
-def install(addresses: Addresses, dataplane: Dataplane, registries: Registries) -> None:
+def install(addresses: Addresses, dataplane: Dataplane, registries: Registries,
+            findings: dict[tuple[str, str, str, str], dict[str, int]]) -> None:
     _patch_ecs()
     _patch_elbv2(addresses, dataplane)
-    _patch_ecr(registries)
+    _patch_ecr(registries, findings)
 
 
 def _patch_ecs() -> None:
@@ -104,7 +107,27 @@ def _patch_elbv2(addresses: Addresses, dataplane: Dataplane) -> None:
     ELBv2Backend.describe_target_health = describe_target_health
 
 
-def _patch_ecr(registries: Registries) -> None:
+def _patch_ecr(registries: Registries, findings: dict[tuple[str, str, str, str], dict[str, int]]) -> None:
+    # Extension 6: scan results are what the control API set for the digest (none by default),
+    # for any image ECR knows; moto alone answers a fixed fake HIGH finding.
+    def describe_image_scan_findings(self: Any, registry_id: str | None, repository_name: str,
+                                     image_id: dict[str, Any]) -> dict[str, Any]:
+        repo = self._get_repository(repository_name, registry_id)
+        image = repo._get_image(image_id.get("imageTag"), image_id.get("imageDigest"))
+        digest = image.get_image_digest()
+        counts = findings.get((self.account_id, self.region_name, repository_name, digest), {})
+        now = datetime.now(timezone.utc)
+        return {
+            "registryId": repo.registry_id,
+            "repositoryName": repository_name,
+            "imageId": {"imageDigest": digest, "imageTag": image.image_tag},
+            "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed successfully."},
+            "imageScanFindings": {"imageScanCompletedAt": now, "vulnerabilitySourceUpdatedAt": now,
+                                  "findings": [], "findingSeverityCounts": dict(counts)},
+        }
+
+    ECRBackend.describe_image_scan_findings = describe_image_scan_findings
+
     def get_authorization_token(self: Any) -> ActionResult:
         registry_ids = self._get_param("registryIds") or [self.current_account]
         data = []
@@ -118,3 +141,37 @@ def _patch_ecr(registries: Registries) -> None:
         return ActionResult({"authorizationData": data})
 
     ECRResponse.get_authorization_token = get_authorization_token
+
+
+MANIFEST_TYPES = {
+    "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+}
+
+
+def registry_pushed(registries: Registries, account: str, region: str, envelope: dict[str, Any]) -> int:
+    """Extension 6: a tagged manifest pushed to a registry becomes an image in that account and
+    region's ECR, with its real digest, as on AWS where the registry *is* ECR. A repository that
+    does not exist yet is created (IMMUTABLE, scan on push), as ECR's create-on-push templates do."""
+    from . import oci
+
+    reg = registries.get(account, region)
+    backend = ecr_backends[account][region]
+    added = 0
+    for event in envelope.get("events", []):
+        target = event.get("target", {})
+        if event.get("action") != "push" or target.get("mediaType") not in MANIFEST_TYPES or not target.get("tag"):
+            continue
+        repo, tag, digest = target["repository"], target["tag"], target["digest"]
+        body = oci.Client(reg.url, "AWS", reg.password).session.get(
+            f"{reg.url}/v2/{repo}/manifests/{digest}", headers={"Accept": oci.ACCEPT}, timeout=30).content
+        if repo not in backend.repositories:
+            backend.create_repository(repo, None, {"encryptionType": "AES256"}, {"scanOnPush": True},
+                                      "IMMUTABLE", [])
+        try:
+            backend.put_image(repo, body.decode(), tag, target["mediaType"], digest)
+            added += 1
+        except ImageAlreadyExistsException:
+            pass
+    return added

@@ -24,7 +24,7 @@ from .world import free_port
 
 
 class Registry:
-    def __init__(self, account: str, region: str, root: str) -> None:
+    def __init__(self, account: str, region: str, root: str, notify: str) -> None:
         self.account = account
         self.region = region
         self.dir = os.path.join(root, "registries", f"{account}-{region}")
@@ -32,6 +32,8 @@ class Registry:
         self.url = f"http://127.0.0.1:{self.port}"
         self.password = secrets.token_urlsafe(24)
         self.proc: subprocess.Popen | None = None
+        # Extension 6: every push is reported to the launcher, which registers it with ECR.
+        self.notify = f"{notify}/_localaws/registry-events?account={account}&region={region}"
 
     @property
     def token(self) -> str:
@@ -56,6 +58,9 @@ class Registry:
                 f"storage:\n  filesystem:\n    rootdirectory: {self.dir}/data\n  delete:\n    enabled: true\n"
                 f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: {secrets.token_hex(16)}\n"
                 f"auth:\n  htpasswd:\n    realm: localaws-{self.account}-{self.region}\n    path: {pw_file}\n"
+                "notifications:\n  endpoints:\n    - name: localaws\n"
+                f"      url: {self.notify}\n      timeout: 5s\n      threshold: 3\n      backoff: 100ms\n"
+                "      ignoredmediatypes:\n        - application/octet-stream\n"
             )
         log = open(os.path.join(self.dir, "registry.log"), "ab")
         self.proc = procs.spawn([binary, "serve", config], dict(os.environ), log)
@@ -79,6 +84,7 @@ class Registries:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self.endpoint = ""  # the launcher's, set once it serves
         self._lock = threading.Lock()
         self._by_key: dict[tuple[str, str], Registry] = {}
 
@@ -86,7 +92,7 @@ class Registries:
         with self._lock:
             reg = self._by_key.get((account, region))
             if reg is None:
-                reg = Registry(account, region, self.root)
+                reg = Registry(account, region, self.root, self.endpoint)
                 reg.start()
                 self._by_key[(account, region)] = reg
             return reg

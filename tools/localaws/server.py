@@ -7,6 +7,8 @@ Control API (JSON):
     POST /_localaws/images       {"digest", "argv", "env"}: what tasks of an image digest run
     POST /_localaws/seed         build and push an image, map its digests to a command (see seed())
     POST /_localaws/bootstrap    create an environment's topology (see bootstrap.py)
+    POST /_localaws/scan-findings  ECR scan results for a digest: {account, region, repository, digest, counts}
+    POST /_localaws/registry-events  the registries' push notifications (extension 6)
 Everything else is moto, including POST /moto-api/reset.
 """
 
@@ -46,7 +48,8 @@ class Standin:
         self.endpoint = ""
         self.requests = 0
         self._count_lock = threading.Lock()
-        patches.install(self.addresses, self.dataplane, self.registries)
+        self.findings: dict[tuple[str, str, str, str], dict[str, int]] = {}
+        patches.install(self.addresses, self.dataplane, self.registries, self.findings)
 
     # ---- control API ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -75,6 +78,7 @@ class Standin:
             platforms=list(body.get("platforms") or ["linux/amd64"]),
             labels={"org.opencontainers.image.version": body["tag"]},
         )
+        self._await_ecr(str(body["account"]), body["region"], body["repository"], body["tag"], pushed.digest)
         command = ImageCommand(list(body["argv"]), dict(body.get("env") or {}))
         for digest in [pushed.digest, *pushed.platform_digests]:
             self.images.register(digest, command)
@@ -82,6 +86,26 @@ class Standin:
         return {"digest": pushed.digest, "media_type": pushed.media_type,
                 "platform_digests": pushed.platform_digests, "blob_bytes": pushed.blob_bytes,
                 "registry": reg.url, "image": f"{host}/{body['repository']}@{pushed.digest}"}
+
+    @staticmethod
+    def _await_ecr(account: str, region: str, repo: str, tag: str, digest: str) -> None:
+        """The registry reports pushes asynchronously; a seed returns once ECR shows the image."""
+        from moto.ecr.models import ecr_backends
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            repository = ecr_backends[account][region].repositories.get(repo)
+            if repository and any(i.get_image_digest() == digest and tag in i.image_tags
+                                  for i in repository.images):
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"the registry's push of {repo}:{tag} never reached ECR (registry notifications)")
+
+    def set_findings(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Scan results for one image: {account, region, repository, digest, counts: {"CRITICAL": 2}}."""
+        key = (str(body["account"]), body["region"], body["repository"], body["digest"])
+        self.findings[key] = {k.upper(): int(v) for k, v in (body.get("counts") or {}).items()}
+        return {"ok": True}
 
     def wsgi(self) -> Callable:
         moto_app = DomainDispatcherApplication(create_backend_app)
@@ -91,6 +115,7 @@ class Standin:
                 b["digest"], ImageCommand(list(b["argv"]), dict(b.get("env") or {}))) or {"ok": True},
             ("POST", "/_localaws/seed"): self.seed,
             ("POST", "/_localaws/bootstrap"): lambda b: bootstrap.run(self.endpoint, b),
+            ("POST", "/_localaws/scan-findings"): self.set_findings,
         }
 
         def app(environ: dict[str, Any], start_response: Callable) -> Any:
@@ -100,6 +125,11 @@ class Standin:
                     self.requests += 1
                 return moto_app(environ, start_response)
             req = Request(environ)
+            if (req.method, path) == ("POST", "/_localaws/registry-events"):
+                added = patches.registry_pushed(self.registries, req.args["account"], req.args["region"],
+                                                json.loads(req.get_data() or b"{}"))
+                return Response(json.dumps({"registered": added}), 200,
+                                content_type="application/json")(environ, start_response)
             handler = routes.get((req.method, path))
             if handler is None:
                 res = Response(json.dumps({"error": f"no control route {req.method} {path}"}), 404,
@@ -140,6 +170,7 @@ def main(argv: list[str]) -> int:
     port = args.port or free_port(args.host)
     server = make_server(args.host, port, standin.wsgi(), threaded=True)
     standin.endpoint = f"http://{args.host}:{port}"
+    standin.registries.endpoint = standin.endpoint
     standin.dataplane.start()
     standin.tasks.start()
 

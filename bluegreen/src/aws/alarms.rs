@@ -39,24 +39,16 @@ pub async fn states(c: &RegionClients, names: &[String]) -> Result<Vec<AlarmStat
             .send()
             .await
             .map_err(|e| CallError::new("DescribeAlarms", &c.region, &e))?;
-        found.extend(out.metric_alarms().iter().map(|a| {
-            AlarmState {
-                name: a.alarm_name().unwrap_or_default().to_owned(),
-                state: a
-                    .state_value()
-                    .map_or("UNKNOWN".to_owned(), |s| s.as_str().to_owned()),
-                reason: a.state_reason().map(str::to_owned),
-            }
-        }));
-        found.extend(out.composite_alarms().iter().map(|a| {
-            AlarmState {
-                name: a.alarm_name().unwrap_or_default().to_owned(),
-                state: a
-                    .state_value()
-                    .map_or("UNKNOWN".to_owned(), |s| s.as_str().to_owned()),
-                reason: a.state_reason().map(str::to_owned),
-            }
-        }));
+        found.extend(
+            out.metric_alarms()
+                .iter()
+                .map(|a| state_of(a.alarm_name(), a.state_value(), a.state_reason())),
+        );
+        found.extend(
+            out.composite_alarms()
+                .iter()
+                .map(|a| state_of(a.alarm_name(), a.state_value(), a.state_reason())),
+        );
     }
     let missing: Vec<&str> = names
         .iter()
@@ -70,6 +62,14 @@ pub async fn states(c: &RegionClients, names: &[String]) -> Result<Vec<AlarmStat
         });
     }
     Ok(found)
+}
+
+fn state_of(name: Option<&str>, state: Option<&StateValue>, reason: Option<&str>) -> AlarmState {
+    AlarmState {
+        name: name.unwrap_or_default().to_owned(),
+        state: state.map_or("UNKNOWN".to_owned(), |s| s.as_str().to_owned()),
+        reason: reason.map(str::to_owned),
+    }
 }
 
 /// The alarms in `names` that are in ALARM now.

@@ -5,6 +5,7 @@ pub mod alarms;
 pub mod ecs;
 pub mod elb;
 pub mod lock;
+pub mod registry;
 
 pub mod sts;
 

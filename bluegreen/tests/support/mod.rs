@@ -192,6 +192,11 @@ impl LocalAws {
         value
     }
 
+    /// Any other control route, e.g. `scan-findings`.
+    pub async fn control_post(&self, path: &str, body: Value) -> Value {
+        self.control(path, Some(body)).await
+    }
+
     pub async fn status(&self) -> Value {
         self.control("status", None).await
     }

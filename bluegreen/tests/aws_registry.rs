@@ -1,0 +1,231 @@
+//! Image promotion over the OCI distribution API, with ECR authentication, against the stand-in's
+//! real registries (one per account and region).
+
+mod support;
+
+use bluegreen::aws::registry::{self, Registry, RegistryError};
+use serde_json::json;
+use support::*;
+
+const SOURCE_REGION: &str = "us-east-1";
+const TARGETS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
+
+async fn registry_of(aws: &LocalAws, account: &str, region: &str) -> Registry {
+    let cfg = aws.sdk_as(account, region).await;
+    Registry::from_ecr(&aws_sdk_ecr::Client::new(&cfg), region, aws.http.clone())
+        .await
+        .unwrap()
+}
+
+/// A two-platform index with 5 layers per platform in account A (preprod's registry).
+async fn seed_release(aws: &LocalAws, tag: &str) -> String {
+    let seeded = aws
+        .seed(
+            json!({"account": ACCOUNT_A, "region": SOURCE_REGION, "repository": "hello",
+                     "tag": tag, "argv": ["true"], "layers": 5, "layer_size": 65536,
+                     "platforms": ["linux/amd64", "linux/arm64"]}),
+        )
+        .await;
+    seeded["digest"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotes_a_two_platform_image_to_three_regions_of_another_account() {
+    let aws = LocalAws::start();
+    let digest = seed_release(&aws, "v1.2.0").await;
+    let source = registry_of(&aws, ACCOUNT_A, SOURCE_REGION).await;
+    let image = registry::resolve(&source, "hello", "v1.2.0").await.unwrap();
+    assert_eq!(image.digest(), digest);
+    assert_eq!(image.children.len(), 2);
+
+    let mut targets = Vec::new();
+    for region in TARGETS {
+        targets.push((
+            region.to_owned(),
+            registry_of(&aws, ACCOUNT_B, region).await,
+        ));
+    }
+    // All regions at once, as promote does.
+    let reports = registry::copy_all(&image, &targets, "hello", 3, 4).await;
+    for ((region, target), (name, report)) in targets.iter().zip(reports) {
+        assert_eq!(&name, region);
+        let report = report.unwrap();
+        assert_eq!(report.digest, digest, "{region}");
+        assert!(!report.already_present);
+        assert_eq!(report.blobs, 12, "2 platforms × (5 layers + config)");
+        assert_eq!(report.blobs_copied, 12, "{region}: {report:?}");
+        assert!(report.bytes_copied >= 2 * 5 * 65536, "{report:?}");
+        assert_eq!(report.manifests, 3, "two platform manifests and the index");
+        // The target resolves the tag to the same digest, and ECR there knows the image.
+        let landed = target.manifest("hello", "v1.2.0").await.unwrap().unwrap();
+        assert_eq!(landed.digest, digest);
+        let ecr = aws_sdk_ecr::Client::new(&aws.sdk_as(ACCOUNT_B, region).await);
+        let described = ecr
+            .describe_images()
+            .repository_name("hello")
+            .image_ids(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_tag("v1.2.0")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            described.image_details()[0].image_digest(),
+            Some(digest.as_str())
+        );
+    }
+
+    // A second run copies nothing: the tag already has this digest.
+    for (region, target) in &targets {
+        let again = registry::copy(&image, target, "hello", 4).await.unwrap();
+        assert!(again.already_present, "{region}");
+        assert_eq!(
+            (again.blobs_copied, again.bytes_copied, again.manifests),
+            (0, 0, 0)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_already_in_the_target_are_skipped_not_copied() {
+    let aws = LocalAws::start();
+    seed_release(&aws, "v1.2.0").await;
+    let source = registry_of(&aws, ACCOUNT_A, SOURCE_REGION).await;
+    let target = registry_of(&aws, ACCOUNT_B, "eu-west-1").await;
+    let image = registry::resolve(&source, "hello", "v1.2.0").await.unwrap();
+    registry::copy(&image, &target, "hello", 4).await.unwrap();
+
+    // The same bytes under a new tag (a re-tag, or a rebuild that changed nothing): every blob is
+    // found by HEAD, only the manifests are written.
+    let mut retag = image.clone();
+    retag.tag = "v1.2.0-rc".into();
+    let report = registry::copy(&retag, &target, "hello", 4).await.unwrap();
+    assert_eq!(report.blobs, 12);
+    assert_eq!(report.blobs_skipped, 12, "{report:?}");
+    assert_eq!((report.blobs_copied, report.bytes_copied), (0, 0));
+    assert_eq!(
+        report.manifests, 1,
+        "children exist already; only the tag is written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_in_the_same_registry_are_mounted_across_repositories() {
+    let aws = LocalAws::start();
+    seed_release(&aws, "v1.2.0").await;
+    let source = registry_of(&aws, ACCOUNT_A, SOURCE_REGION).await;
+    let image = registry::resolve(&source, "hello", "v1.2.0").await.unwrap();
+    let report = registry::copy(&image, &source, "hello-mirror", 4)
+        .await
+        .unwrap();
+    assert_eq!(report.blobs_mounted, 12, "{report:?}");
+    assert_eq!((report.blobs_copied, report.bytes_copied), (0, 0));
+    assert_eq!(
+        source
+            .manifest("hello-mirror", "v1.2.0")
+            .await
+            .unwrap()
+            .unwrap()
+            .digest,
+        image.digest()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_that_points_elsewhere_in_the_target_is_refused_and_left_alone() {
+    let aws = LocalAws::start();
+    seed_release(&aws, "v1.2.0").await;
+    // prod already has a *different* v1.2.0.
+    let other = aws
+        .seed(
+            json!({"account": ACCOUNT_B, "region": "eu-west-1", "repository": "hello",
+                     "tag": "v1.2.0", "argv": ["true"]}),
+        )
+        .await;
+    let source = registry_of(&aws, ACCOUNT_A, SOURCE_REGION).await;
+    let target = registry_of(&aws, ACCOUNT_B, "eu-west-1").await;
+    let image = registry::resolve(&source, "hello", "v1.2.0").await.unwrap();
+    let err = registry::copy(&image, &target, "hello", 4)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::TagConflict { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(other["digest"].as_str().unwrap()), "{msg}");
+    assert!(msg.contains(image.digest()), "{msg}");
+    assert!(msg.contains("tags are immutable"), "{msg}");
+    assert_eq!(
+        target
+            .manifest("hello", "v1.2.0")
+            .await
+            .unwrap()
+            .unwrap()
+            .digest,
+        other["digest"].as_str().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_source_tag_is_refused_naming_registry_repository_and_tag() {
+    let aws = LocalAws::start();
+    seed_release(&aws, "v1.2.0").await;
+    let source = registry_of(&aws, ACCOUNT_A, SOURCE_REGION).await;
+    let err = registry::resolve(&source, "hello", "v9.9.9")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::MissingTag { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("hello:v9.9.9 does not exist in {}", source.host())),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_refused_by_the_registry() {
+    let aws = LocalAws::start();
+    seed_release(&aws, "v1.2.0").await;
+    let good = registry_of(&aws, ACCOUNT_A, SOURCE_REGION).await;
+    let bad = Registry::new(
+        &format!("http://{}", good.host()),
+        "AWS:wrong",
+        aws.http.clone(),
+    );
+    let err = registry::resolve(&bad, "hello", "v1.2.0")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("HTTP 401"), "{err}");
+    assert!(err.contains(good.host()), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_findings_are_counted_by_severity() {
+    let aws = LocalAws::start();
+    let digest = seed_release(&aws, "v1.2.0").await;
+    let ecr = aws_sdk_ecr::Client::new(&aws.sdk_as(ACCOUNT_A, SOURCE_REGION).await);
+    let clean = registry::scan_counts(&ecr, SOURCE_REGION, "hello", &digest)
+        .await
+        .unwrap();
+    assert!(clean.is_empty(), "{clean:?}");
+    aws.control_post(
+        "scan-findings",
+        json!({"account": ACCOUNT_A, "region": SOURCE_REGION, "repository": "hello",
+               "digest": digest, "counts": {"CRITICAL": 2, "LOW": 5}}),
+    )
+    .await;
+    let counts = registry::scan_counts(&ecr, SOURCE_REGION, "hello", &digest)
+        .await
+        .unwrap();
+    assert_eq!(counts.get("CRITICAL"), Some(&2));
+    assert_eq!(counts.get("LOW"), Some(&5));
+    let err = registry::scan_counts(&ecr, SOURCE_REGION, "hello", "sha256:0000")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("DescribeImageScanFindings in us-east-1 failed"),
+        "{err}"
+    );
+}
