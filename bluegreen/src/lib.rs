@@ -4,4 +4,7 @@
 //! here, so tests drive the same code.
 
 pub mod aws;
+pub mod cli;
 pub mod config;
+pub mod report;
+pub mod rollout;

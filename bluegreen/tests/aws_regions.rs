@@ -47,15 +47,12 @@ async fn region(aws: &LocalAws) -> (RegionClients, Value) {
     )
 }
 
-/// The readiness condition promote uses: at least `n` targets in green, all healthy.
-async fn green_healthy(c: &RegionClients, t: &elb::Topology, n: usize) -> Result<(), String> {
-    let h = elb::target_health(c, &t.green_target_group_arn)
-        .await
-        .map_err(|e| e.to_string())?;
-    if h.healthy >= n && h.all_healthy() {
-        Ok(())
-    } else {
-        Err(h.to_string())
+/// Readiness as promote judges it: at least `n` targets in green, all healthy.
+async fn green_healthy(c: &RegionClients, t: &elb::Topology, n: usize) -> ecs::Readiness {
+    match elb::target_health(c, &t.green_target_group_arn).await {
+        Ok(h) if h.healthy >= n && h.all_healthy() => ecs::Readiness::Ready,
+        Ok(h) => ecs::Readiness::NotYet(h.to_string()),
+        Err(e) => ecs::Readiness::NotYet(e.to_string()),
     }
 }
 
@@ -339,7 +336,7 @@ async fn waiting_for_a_bad_release_ends_at_the_deadline_with_the_reason() {
     .await
     .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("did not become ready in"), "{msg}");
+    assert!(msg.contains("did not become ready ("), "{msg}");
     assert!(msg.contains("in eu-west-1"), "{msg}");
 }
 

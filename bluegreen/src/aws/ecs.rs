@@ -96,12 +96,12 @@ pub enum EcsError {
         container: String,
     },
     #[error(
-        "task set {task_set} in {region} did not become ready in {waited:?}: {running} of {desired} tasks running, {detail}"
+        "task set {task_set} in {region} did not become ready ({waited} waited): {running} of {desired} tasks running; {detail}"
     )]
     NotReady {
         region: String,
         task_set: String,
-        waited: Duration,
+        waited: String,
         running: i32,
         desired: i32,
         detail: String,
@@ -491,9 +491,18 @@ pub async fn delete(
     }
 }
 
-/// Polls until the task set runs all its tasks and ECS calls it steady, or `deadline` passes.
-/// `extra` is asked each poll for anything else that must hold (e.g. target health) and returns
-/// `Err(reason)` while it does not.
+/// What a readiness check says on one poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not yet; the reason is reported if the deadline passes.
+    NotYet(String),
+    /// It will not get better by waiting (e.g. targets failing health checks): stop now.
+    Failed(String),
+}
+
+/// Polls until the task set runs all its tasks, ECS calls it steady and `check` says ready, or
+/// until `timeout`; stops at once when `check` reports a terminal failure or the set is gone.
 pub async fn wait_steady<F, Fut>(
     c: &RegionClients,
     cluster: &str,
@@ -501,37 +510,38 @@ pub async fn wait_steady<F, Fut>(
     arn: &str,
     timeout: Duration,
     poll: Duration,
-    mut extra: F,
+    mut check: F,
 ) -> Result<TaskSet, EcsError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Readiness>,
 {
     let started = Instant::now();
     loop {
         let current = task_set(c, cluster, service, arn).await?;
-        let (running, desired, detail) = match &current {
-            None => (0, 0, "the task set no longer exists".to_owned()),
-            Some(ts)
-                if ts.steady && ts.running == ts.computed_desired && ts.computed_desired > 0 =>
-            {
-                match extra().await {
-                    Ok(()) => return Ok(ts.clone()),
-                    Err(why) => (ts.running, ts.computed_desired, why),
+        let (running, desired) = current
+            .as_ref()
+            .map_or((0, 0), |t| (t.running, t.computed_desired));
+        let (terminal, detail) = match &current {
+            None => (true, "the task set no longer exists".to_owned()),
+            Some(ts) => match check().await {
+                Readiness::Failed(why) => (true, why),
+                Readiness::NotYet(why) => (false, why),
+                Readiness::Ready
+                    if ts.steady
+                        && ts.running == ts.computed_desired
+                        && ts.computed_desired > 0 =>
+                {
+                    return Ok(ts.clone());
                 }
-            }
-            Some(ts) => (
-                ts.running,
-                ts.computed_desired,
-                format!("{} pending, not steady yet", ts.pending),
-            ),
+                Readiness::Ready => (false, format!("{} pending, not steady yet", ts.pending)),
+            },
         };
-        // A deleted task set will not come back: stop waiting at once.
-        if current.is_none() || started.elapsed() >= timeout {
+        if terminal || started.elapsed() >= timeout {
             return Err(EcsError::NotReady {
                 region: c.region.clone(),
                 task_set: arn.rsplit('/').next().unwrap_or(arn).to_owned(),
-                waited: started.elapsed(),
+                waited: format!("{:.1}s", started.elapsed().as_secs_f64()),
                 running,
                 desired,
                 detail,

@@ -208,7 +208,13 @@ impl Lock {
 
     /// Extends the lease of `deployment`'s lock; fails if it no longer holds it.
     pub async fn heartbeat(&self, deployment: &str) -> Result<u64, LockError> {
-        let expires = now_ms() + self.lease.as_millis() as u64;
+        self.hold_for(deployment, self.lease).await
+    }
+
+    /// Extends `deployment`'s lock to `for_` from now: a paused deployment (`promote --until`)
+    /// keeps the environment for `continue` without a process renewing it.
+    pub async fn hold_for(&self, deployment: &str, for_: Duration) -> Result<u64, LockError> {
+        let expires = now_ms() + for_.as_millis() as u64;
         let result = self
             .client
             .update_item()
@@ -307,7 +313,7 @@ impl Lock {
 }
 
 /// One deployment's journal record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub id: String,
     pub env: String,

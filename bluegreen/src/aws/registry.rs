@@ -136,8 +136,20 @@ impl Registry {
         region: &str,
         http: reqwest::Client,
     ) -> Result<Self, RegistryError> {
+        Self::from_ecr_for(ecr, region, None, http).await
+    }
+
+    /// Like `from_ecr`, for the registry of `account` (another account's, read cross-account).
+    pub async fn from_ecr_for(
+        ecr: &aws_sdk_ecr::Client,
+        region: &str,
+        account: Option<&str>,
+        http: reqwest::Client,
+    ) -> Result<Self, RegistryError> {
+        #[allow(deprecated)] // registryIds is deprecated for same-account use, needed cross-account
         let out = ecr
             .get_authorization_token()
+            .set_registry_ids(account.map(|a| vec![a.to_owned()]))
             .send()
             .await
             .map_err(|e| CallError::new("GetAuthorizationToken", region, &e))?;

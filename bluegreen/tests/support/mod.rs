@@ -19,7 +19,7 @@ pub const ACCOUNT_B: &str = "222222222222";
 pub struct LocalAws {
     child: Child,
     pub endpoint: String,
-    dir: PathBuf,
+    pub dir: PathBuf,
     pub http: reqwest::Client,
 }
 
@@ -283,5 +283,224 @@ where
             "timed out after {limit:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A prod environment on the stand-in: account B, three regions in two waves, images promoted
+/// from account A's registry, v1.1.0 live everywhere, and bluegreen's environment file for it.
+pub struct Prod {
+    pub aws: LocalAws,
+    pub config_dir: PathBuf,
+    pub dns: std::collections::BTreeMap<String, String>,
+    pub digests: std::collections::BTreeMap<String, String>,
+}
+
+pub const PROD_REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
+
+impl Prod {
+    /// `strategy` is the `[strategy]` table's body; `hooks` the `[hooks]` table's, if any.
+    pub async fn start(strategy: &str, hooks: &str) -> Self {
+        let aws = LocalAws::start();
+        let mut digests = std::collections::BTreeMap::new();
+        let argv = vec![service_binary().display().to_string()];
+        let mut live_image = String::new();
+        for (tag, argv) in [
+            ("v1.1.0", argv.clone()),
+            ("v1.2.0", argv.clone()),
+            ("v1.2.1", bad_release_argv()),
+        ] {
+            let seeded = aws
+                .seed(
+                    json!({"account": ACCOUNT_A, "region": "us-east-1", "repository": "hello",
+                             "tag": tag, "argv": argv, "layers": 2, "layer_size": 4096}),
+                )
+                .await;
+            if tag == "v1.1.0" {
+                live_image = seeded["image"].as_str().unwrap().to_owned();
+            }
+            digests.insert(
+                tag.to_owned(),
+                seeded["digest"].as_str().unwrap().to_owned(),
+            );
+        }
+        let regions: Vec<Value> = PROD_REGIONS
+            .iter()
+            .map(|r| region_spec(r, 18000, 2))
+            .collect();
+        let out = aws
+            .bootstrap(json!({
+                "account": ACCOUNT_B, "image": live_image, "app_version": "v1.1.0",
+                "repository": "hello",
+                "lock_table": {"name": "bluegreen-prod", "region": "us-east-1"},
+                "regions": regions,
+            }))
+            .await;
+        let dns = PROD_REGIONS
+            .iter()
+            .map(|r| {
+                (
+                    r.to_string(),
+                    out["regions"][r]["dns_name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let config_dir = aws.dir.join("environments");
+        std::fs::create_dir_all(config_dir.join("prod")).unwrap();
+        let mut file = format!(
+            "account_id = \"{ACCOUNT_B}\"\n\
+             role_arn = \"arn:aws:iam::{ACCOUNT_B}:role/bluegreen-deploy-prod\"\n\
+             waves = [[\"us-east-1\"], [\"eu-west-1\", \"ap-southeast-2\"]]\n\n\
+             [source]\naccount_id = \"{ACCOUNT_A}\"\nregion = \"us-east-1\"\nrepository = \"hello\"\n\
+             role_arn = \"arn:aws:iam::{ACCOUNT_A}:role/bluegreen-ecr-read-prod\"\n\n\
+             [target]\nrepository = \"hello\"\n\n"
+        );
+        for r in PROD_REGIONS {
+            file += &format!(
+                "[regions.{r}]\ncluster = \"hello-{r}\"\nservice = \"hello\"\nload_balancer = \"hello-{r}\"\n\
+                 listener_port = 18000\ntest_listener_port = 18001\n\
+                 blue_target_group = \"hello-{r}-blue\"\ngreen_target_group = \"hello-{r}-green\"\n\
+                 alarms = [\"hello-{r}-5xx\"]\n\n"
+            );
+        }
+        file += &format!(
+            "[strategy]\n{strategy}\n\n[lock]\ntable = \"bluegreen-prod\"\nregion = \"us-east-1\"\nlease = \"3s\"\n"
+        );
+        if !hooks.is_empty() {
+            file += &format!("\n[hooks]\n{hooks}\n");
+        }
+        std::fs::write(config_dir.join("prod/bluegreen.toml"), file).unwrap();
+        Prod {
+            aws,
+            config_dir,
+            dns,
+            digests,
+        }
+    }
+
+    /// `bluegreen <args> -e prod` with the stand-in as AWS; never reaches beyond loopback.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bluegreen"));
+        cmd.args(args)
+            .args(["-e", "prod", "--config-dir"])
+            .arg(&self.config_dir)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", &self.aws.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("BLUEGREEN_AWS_MAX_ATTEMPTS", "1");
+        cmd
+    }
+
+    /// Runs to completion; returns (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.command(args).output().expect("run bluegreen");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The versions the region's ALB answers over `n` requests.
+    pub async fn versions(
+        &self,
+        region: &str,
+        n: usize,
+    ) -> std::collections::BTreeMap<String, usize> {
+        let mut seen = std::collections::BTreeMap::new();
+        for _ in 0..n {
+            let res = self
+                .aws
+                .http
+                .get(format!("http://{}:18000/health", self.dns[region]))
+                .send()
+                .await
+                .unwrap();
+            let v: Value = res.json().await.unwrap();
+            *seen
+                .entry(v["version"].as_str().unwrap_or("?").to_owned())
+                .or_insert(0) += 1;
+        }
+        seen
+    }
+
+    /// Everything a command could change, for before/after comparisons: weights, task sets,
+    /// lock, journal size, ECR images in the target account.
+    pub async fn state(&self) -> Value {
+        let mut regions = serde_json::Map::new();
+        for r in PROD_REGIONS {
+            let cfg = self.aws.sdk_as(ACCOUNT_B, r).await;
+            let elb = aws_sdk_elasticloadbalancingv2::Client::new(&cfg);
+            let ecs = aws_sdk_ecs::Client::new(&cfg);
+            let ecr = aws_sdk_ecr::Client::new(&cfg);
+            let lbs = elb.describe_load_balancers().send().await.unwrap();
+            let lb = lbs.load_balancers()[0]
+                .load_balancer_arn()
+                .unwrap()
+                .to_owned();
+            let listeners = elb
+                .describe_listeners()
+                .load_balancer_arn(&lb)
+                .send()
+                .await
+                .unwrap();
+            let weights: Vec<String> = listeners
+                .listeners()
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{:?}",
+                        l.default_actions()[0].forward_config().map(|f| f
+                            .target_groups()
+                            .iter()
+                            .map(|t| t.weight())
+                            .collect::<Vec<_>>())
+                    )
+                })
+                .collect();
+            let sets = ecs
+                .describe_task_sets()
+                .cluster(format!("hello-{r}"))
+                .service("hello")
+                .send()
+                .await
+                .unwrap();
+            let task_sets: Vec<String> = sets
+                .task_sets()
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} {} {:?}",
+                        t.id().unwrap(),
+                        t.status().unwrap(),
+                        t.scale().map(|s| s.value())
+                    )
+                })
+                .collect();
+            let images = ecr
+                .describe_images()
+                .repository_name("hello")
+                .send()
+                .await
+                .map(|o| o.image_details().len())
+                .unwrap_or(0);
+            regions.insert(
+                r.into(),
+                json!({"weights": weights, "task_sets": task_sets, "images": images}),
+            );
+        }
+        let ddb = aws_sdk_dynamodb::Client::new(&self.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
+        let items = ddb
+            .scan()
+            .table_name("bluegreen-prod")
+            .send()
+            .await
+            .unwrap()
+            .count();
+        json!({"regions": regions, "lock_and_journal_items": items})
     }
 }

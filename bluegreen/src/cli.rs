@@ -1,0 +1,167 @@
+//! The command line: clap derive. Flags override environment variables, which override the file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::Format;
+
+const EXIT_CODES: &str = "Exit codes:
+  0    promoted, rolled back, or nothing to do
+  1    error (including a rollback that could not finish)
+  2    refused by preflight or bad input; nothing was changed
+  3    the deployment failed and every touched region was rolled back
+  4    the environment's lock is held by another deployment
+  130  interrupted (SIGINT/SIGTERM) and rolled back";
+
+/// Ship one container image to many AWS regions, blue/green, with one shared rollback.
+#[derive(Debug, Parser)]
+#[command(name = "bluegreen", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Environment to act on: reads <config-dir>/<env>/bluegreen.toml
+    #[arg(short, long = "env", global = true, env = "BLUEGREEN_ENV")]
+    pub env: Option<String>,
+    /// Folder holding one sub-folder per environment
+    #[arg(
+        long,
+        global = true,
+        env = "BLUEGREEN_CONFIG_DIR",
+        default_value = "environments"
+    )]
+    pub config_dir: PathBuf,
+    /// Results as text, or newline-delimited JSON events and a final JSON result
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "BLUEGREEN_OUTPUT"
+    )]
+    pub output: Format,
+    /// Answer yes to confirmations (unlock)
+    #[arg(long, global = true)]
+    pub yes: bool,
+    /// More detail (repeatable)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings, errors and the result
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Attempts per AWS call, first included (standard retry mode)
+    #[arg(
+        long,
+        global = true,
+        env = "BLUEGREEN_AWS_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub aws_max_attempts: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Promote VERSION: copy the image, start it beside the live release, shift traffic in gated
+    /// steps wave by wave, roll every touched region back on the first failure
+    Promote(Promote),
+    /// Put every region back on the previous release, from any state
+    Rollback,
+    /// Per region: live colour, weights, task sets with versions and digests, health; the lock
+    Status,
+    /// Every change `promote VERSION` would make, in order, without making any
+    Plan(PlanArgs),
+    /// Resume a promote paused with --until (or interrupted) from where the journal says it is
+    Continue,
+    /// Past deployments, newest first
+    History {
+        /// How many to show
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+    },
+    /// Remove the environment's lock, whoever holds it (asks unless --yes)
+    Unlock,
+    /// Shell completions on stdout
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Preset {
+    /// 10% then 100%
+    Canary,
+    /// 10% steps to 100%
+    Linear,
+    /// 100% in one step
+    AllAtOnce,
+}
+
+impl Preset {
+    pub fn steps(self) -> Vec<u8> {
+        match self {
+            Preset::Canary => vec![10, 100],
+            Preset::Linear => (1..=10).map(|i| i * 10).collect(),
+            Preset::AllAtOnce => vec![100],
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Strategy {
+    /// Traffic steps in percent, rising to 100 (e.g. 10,50,100)
+    #[arg(long, value_delimiter = ',', env = "BLUEGREEN_STEPS")]
+    pub steps: Option<Vec<u8>>,
+    /// Step preset; --steps wins over it
+    #[arg(long, value_enum, env = "BLUEGREEN_PRESET")]
+    pub preset: Option<Preset>,
+    /// Bake after each step below 100% (e.g. 5m)
+    #[arg(long, value_parser = duration, env = "BLUEGREEN_BAKE")]
+    pub bake: Option<Duration>,
+    /// Bake at 100% while the previous release stays up (e.g. 10m)
+    #[arg(long, value_parser = duration, env = "BLUEGREEN_FINAL_BAKE")]
+    pub final_bake: Option<Duration>,
+    /// Gate evaluation interval (e.g. 5s)
+    #[arg(long, value_parser = duration, env = "BLUEGREEN_POLL")]
+    pub poll: Option<Duration>,
+    /// How long the new task set may take to run and be healthy
+    #[arg(long, value_parser = duration, env = "BLUEGREEN_READY_TIMEOUT")]
+    pub ready_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct Promote {
+    /// Image tag to release, semver (v1.2.0)
+    pub version: String,
+    #[command(flatten)]
+    pub strategy: Strategy,
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop at ready, test-traffic, or a weight step (e.g. 10), lock held, for `continue`
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Promote despite scan findings at or above the file's scan_threshold
+    #[arg(long)]
+    pub allow_findings: bool,
+    /// Start even though configured alarms are already in ALARM (e.g. when releasing the fix)
+    #[arg(long)]
+    pub ignore_alarms: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Image tag to plan for
+    pub version: String,
+    /// Plan despite scan findings
+    #[arg(long)]
+    pub allow_findings: bool,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(s)
+}

@@ -1,0 +1,197 @@
+//! What each region looks like now, read without changing anything, and the checks that refuse
+//! a promote before it starts.
+
+use serde::Serialize;
+
+use super::{Env, Error};
+use crate::aws::ecs::{self, Release, Service, TaskSet};
+use crate::aws::elb::{self, Colour, Topology, Weights};
+use crate::aws::{RegionClients, alarms};
+use crate::config::RegionPlan;
+
+/// One region as AWS reports it, with its live colour resolved.
+#[derive(Debug, Clone)]
+pub struct RegionState {
+    pub plan: RegionPlan,
+    pub c: RegionClients,
+    pub topo: Topology,
+    pub weights: Weights,
+    /// The colour carrying production before this deployment.
+    pub live: Colour,
+    pub service: Service,
+    pub live_task_set: TaskSet,
+    pub live_release: Release,
+    /// Healthy targets of the live colour at the start: the new colour must reach at least this.
+    pub live_healthy: usize,
+}
+
+impl RegionState {
+    pub fn idle(&self) -> Colour {
+        self.live.other()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.plan.region
+    }
+
+    /// The digest the live release runs (`…@sha256:…`), if pinned by digest.
+    pub fn live_digest(&self) -> Option<&str> {
+        digest_of(&self.live_release.image)
+    }
+}
+
+pub fn digest_of(image: &str) -> Option<&str> {
+    image.split_once('@').map(|(_, d)| d)
+}
+
+/// Reads one region. `previous` is the live colour a journal recorded for an unfinished
+/// deployment (its weights may be split); without it, exactly one colour must carry 100%.
+pub async fn inspect(
+    env: &Env,
+    plan: &RegionPlan,
+    previous: Option<Colour>,
+    deployment: &str,
+) -> Result<RegionState, String> {
+    let c = env.clients.region(&plan.region).clone();
+    let region = &plan.region;
+    let topo = elb::discover(&c, plan).await.map_err(|e| e.to_string())?;
+    let weights = elb::weights(&c, &topo, plan)
+        .await
+        .map_err(|e| e.to_string())?;
+    let live = match previous.or(weights.live()) {
+        Some(colour) => colour,
+        None => {
+            return Err(format!(
+                "both colours carry production traffic in {region} ({weights}); a deployment is \
+                 unfinished: run `bluegreen rollback -e {env}` (or `bluegreen continue -e {env}`)",
+                env = env.plan.env
+            ));
+        }
+    };
+    let service = ecs::describe(&c, &plan.cluster, &plan.service)
+        .await
+        .map_err(|e| e.to_string())?;
+    let live_tg = topo.target_group(live).to_owned();
+    let idle_tg = topo.target_group(live.other()).to_owned();
+    let live_task_set = service.task_set_on(&live_tg).cloned().ok_or_else(|| {
+        format!(
+            "no task set serves the live {live} target group in {region}; bluegreen cannot tell \
+                 what runs there: check the ECS service {} (`bluegreen status -e {}`)",
+            plan.service, env.plan.env
+        )
+    })?;
+    if let Some(stray) = service.task_sets.iter().find(|t| {
+        t.target_group.as_deref() == Some(idle_tg.as_str())
+            && t.external_id.as_deref() != Some(deployment)
+    }) {
+        return Err(format!(
+            "task set {} on the idle {} target group in {region} is left over from {}; run \
+             `bluegreen rollback -e {}` to clean it up first",
+            stray.id,
+            live.other(),
+            stray
+                .external_id
+                .as_deref()
+                .map_or("another deployment".to_owned(), |d| format!(
+                    "deployment {d}"
+                )),
+            env.plan.env
+        ));
+    }
+    let live_release = ecs::release_of(
+        &c,
+        &live_task_set.task_definition,
+        plan.container.as_deref(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let health = elb::target_health(&c, &live_tg)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(RegionState {
+        plan: plan.clone(),
+        c,
+        topo,
+        weights,
+        live,
+        service,
+        live_task_set,
+        live_release,
+        live_healthy: health.healthy,
+    })
+}
+
+/// Every region of the plan, read in parallel; all problems are reported together.
+pub async fn inspect_all(
+    env: &Env,
+    previous: &std::collections::BTreeMap<String, Colour>,
+    deployment: &str,
+) -> Result<Vec<RegionState>, Error> {
+    let results = futures_util::future::join_all(env.plan.regions.values().map(|p| async move {
+        (
+            p.region.clone(),
+            inspect(env, p, previous.get(&p.region).copied(), deployment).await,
+        )
+    }))
+    .await;
+    let mut states = Vec::new();
+    let mut problems = Vec::new();
+    for (region, r) in results {
+        match r {
+            Ok(s) => states.push(s),
+            Err(e) => problems.push(format!("{region}: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(states)
+    } else {
+        Err(Error::Refused(format!(
+            "preflight refused; nothing was changed:\n  {}",
+            problems.join("\n  ")
+        )))
+    }
+}
+
+/// Alarms already in ALARM before the start (they would fail the gate at once, and an alarm stuck
+/// in ALARM must not silently block deploying the fix: the operator decides with the override).
+pub async fn alarms_firing(states: &[RegionState]) -> Result<Vec<String>, Error> {
+    let mut firing = Vec::new();
+    for s in states {
+        let found = alarms::firing(&s.c, &s.plan.alarms)
+            .await
+            .map_err(|e| Error::Refused(format!("preflight refused; nothing was changed: {e}")))?;
+        firing.extend(found.into_iter().map(|a| {
+            format!(
+                "{} in {} ({})",
+                a.name,
+                s.plan.region,
+                a.reason.unwrap_or_default()
+            )
+        }));
+    }
+    Ok(firing)
+}
+
+/// The per-region facts a plan or status shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Live {
+    pub region: String,
+    pub live: Colour,
+    pub version: Option<String>,
+    pub digest: Option<String>,
+    pub task_set: String,
+    pub healthy: usize,
+}
+
+impl From<&RegionState> for Live {
+    fn from(s: &RegionState) -> Self {
+        Live {
+            region: s.plan.region.clone(),
+            live: s.live,
+            version: s.live_release.version.clone(),
+            digest: s.live_digest().map(str::to_owned),
+            task_set: s.live_task_set.id.clone(),
+            healthy: s.live_healthy,
+        }
+    }
+}

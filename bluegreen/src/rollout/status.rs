@@ -1,0 +1,321 @@
+//! `bluegreen status` (what runs where now), `bluegreen plan` (what promote would do) and
+//! `bluegreen history` — all read-only.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use super::preflight::{self, digest_of};
+use super::{Env, Error, validate_version};
+use crate::aws::ecs;
+use crate::aws::elb::{self, Colour, HealthSummary, Weights};
+use crate::aws::lock::{self, Holder, Record};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskSetStatus {
+    pub id: String,
+    pub colour: Option<Colour>,
+    pub status: String,
+    pub version: Option<String>,
+    pub digest: Option<String>,
+    pub running: i32,
+    pub desired: i32,
+    pub steady: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionStatus {
+    pub region: String,
+    pub live: Option<Colour>,
+    pub weights: Option<Weights>,
+    pub test_listener: Option<Colour>,
+    pub task_sets: Vec<TaskSetStatus>,
+    pub health: BTreeMap<String, HealthSummary>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub env: String,
+    pub account: String,
+    pub lock: Option<Holder>,
+    pub latest: Option<Record>,
+    pub regions: Vec<RegionStatus>,
+}
+
+async fn region_status(env: &Env, plan: &crate::config::RegionPlan) -> RegionStatus {
+    let mut out = RegionStatus {
+        region: plan.region.clone(),
+        live: None,
+        weights: None,
+        test_listener: None,
+        task_sets: Vec::new(),
+        health: BTreeMap::new(),
+        error: None,
+    };
+    let c = env.clients.region(&plan.region);
+    let result: Result<(), String> = async {
+        let topo = elb::discover(c, plan).await.map_err(|e| e.to_string())?;
+        let w = elb::weights(c, &topo, plan)
+            .await
+            .map_err(|e| e.to_string())?;
+        out.weights = Some(w);
+        out.live = w.live();
+        out.test_listener = elb::test_weights(c, &topo, plan)
+            .await
+            .ok()
+            .and_then(|t| t.live());
+        for colour in [Colour::Blue, Colour::Green] {
+            let h = elb::target_health(c, topo.target_group(colour))
+                .await
+                .map_err(|e| e.to_string())?;
+            out.health.insert(colour.as_str().into(), h);
+        }
+        let svc = ecs::describe(c, &plan.cluster, &plan.service)
+            .await
+            .map_err(|e| e.to_string())?;
+        for ts in &svc.task_sets {
+            let release = ecs::release_of(c, &ts.task_definition, plan.container.as_deref())
+                .await
+                .ok();
+            out.task_sets.push(TaskSetStatus {
+                id: ts.id.clone(),
+                colour: ts.target_group.as_deref().and_then(|t| topo.colour_of(t)),
+                status: ts.status.clone(),
+                version: release.as_ref().and_then(|r| r.version.clone()),
+                digest: release
+                    .as_ref()
+                    .and_then(|r| digest_of(&r.image).map(str::to_owned)),
+                running: ts.running,
+                desired: ts.computed_desired,
+                steady: ts.steady,
+            });
+        }
+        out.task_sets.sort_by_key(|t| t.colour.map(|c| c.as_str()));
+        Ok(())
+    }
+    .await;
+    out.error = result.err();
+    out
+}
+
+pub async fn status(env: &Env) -> Result<Status, Error> {
+    let regions =
+        futures_util::future::join_all(env.plan.regions.values().map(|p| region_status(env, p)))
+            .await;
+    Ok(Status {
+        env: env.plan.env.clone(),
+        account: env.plan.account_id.clone(),
+        lock: env
+            .lock
+            .holder()
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?,
+        latest: env
+            .journal
+            .history(1)
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?
+            .pop(),
+        regions,
+    })
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "environment {} (account {})", self.env, self.account)?;
+        match &self.lock {
+            Some(h) if h.expired(lock::now_ms()) => writeln!(f, "lock: expired, last held by {h}")?,
+            Some(h) => writeln!(f, "lock: held by {h}")?,
+            None => writeln!(f, "lock: free")?,
+        }
+        if let Some(r) = &self.latest {
+            writeln!(
+                f,
+                "last deployment: {} {} of {} — {}",
+                r.id,
+                r.kind,
+                r.version,
+                r.outcome
+                    .as_deref()
+                    .unwrap_or(&format!("unfinished, at {}", r.phase))
+            )?;
+        }
+        for r in &self.regions {
+            writeln!(f)?;
+            let live = match (r.live, r.weights) {
+                (Some(c), _) => format!("live {c}"),
+                (None, Some(w)) => format!("SPLIT {w}"),
+                (None, None) => "unknown".into(),
+            };
+            writeln!(
+                f,
+                "{}: {live}; test listener on {}",
+                r.region,
+                r.test_listener.map_or("?".into(), |c| c.to_string())
+            )?;
+            if let Some(e) = &r.error {
+                writeln!(f, "  error: {e}")?;
+                continue;
+            }
+            for ts in &r.task_sets {
+                writeln!(
+                    f,
+                    "  {:<6} {:<8} {:<10} {:<21} {}/{} running{}  {}",
+                    ts.colour.map_or("?".into(), |c| c.to_string()),
+                    ts.status,
+                    ts.version.as_deref().unwrap_or("?"),
+                    ts.digest
+                        .as_deref()
+                        .map_or("?", super::promote::short_digest),
+                    ts.running,
+                    ts.desired,
+                    if ts.steady { ", steady" } else { "" },
+                    ts.id
+                )?;
+            }
+            for (colour, h) in &r.health {
+                writeln!(f, "  {colour:<6} targets: {h}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The changes promote would make, in order, from a read-only preflight.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanReport {
+    pub env: String,
+    pub version: String,
+    pub digest: String,
+    pub steps: Vec<String>,
+}
+
+impl fmt::Display for PlanReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "plan: promote {} ({}) to {}",
+            self.version, self.digest, self.env
+        )?;
+        for (i, s) in self.steps.iter().enumerate() {
+            writeln!(f, "{:>3}. {s}", i + 1)?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn plan(env: &Env, version: &str, allow_findings: bool) -> Result<PlanReport, Error> {
+    validate_version(version)?;
+    let image = super::promote::source_image(env, version, allow_findings).await?;
+    let states = preflight::inspect_all(env, &BTreeMap::new(), &env.deployment).await?;
+    let p = &env.plan;
+    let st = &p.strategy;
+    let d = |x| humantime::format_duration(x).to_string();
+    let mut steps = vec![
+        format!(
+            "acquire the lock of {} ({} in {})",
+            p.env, p.lock.table, p.lock.region
+        ),
+        format!(
+            "copy {}:{version} ({} platform(s)) from {}/{} to {} in {}",
+            p.source.repository,
+            image.children.len().max(1),
+            p.source.account_id,
+            p.source.region,
+            p.repository,
+            p.waves.concat().join(", ")
+        ),
+    ];
+    for (i, wave) in p.waves.iter().enumerate() {
+        steps.push(format!("wave {}: {}, in parallel", i + 1, wave.join(", ")));
+        for r in wave {
+            let s = states
+                .iter()
+                .find(|s| s.name() == r)
+                .expect("inspected every region");
+            let idle = s.idle();
+            // Read-only: the registry's address comes with an ECR token.
+            let host = crate::aws::registry::Registry::from_ecr(&s.c.ecr, r, env.http.clone())
+                .await
+                .map_or_else(|_| "<registry>".to_owned(), |reg| reg.host().to_owned());
+            steps.push(format!(
+                "{r}: register {} with image {}/{}@{} and APP_VERSION={version} (live: {} on {})",
+                s.live_task_set
+                    .task_definition
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default(),
+                host,
+                p.repository,
+                super::promote::short_digest(image.digest()),
+                s.live_release.version.as_deref().unwrap_or("?"),
+                s.live
+            ));
+            steps.push(format!("{r}: create a task set on {idle} at 100%; wait up to {} for it to run and be healthy", d(st.ready_timeout)));
+            steps.push(format!(
+                "{r}: point the test listener (:{}) at {idle}; probe {} for {version}",
+                s.plan.test_listener_port, s.plan.probe_path
+            ));
+            for &step in &st.steps {
+                let bake = if step == 100 { st.final_bake } else { st.bake };
+                steps.push(format!(
+                    "{r}: production {step}% on {idle}, bake {} with the gate every {}",
+                    d(bake),
+                    d(st.poll)
+                ));
+            }
+            steps.push(format!("{r}: make the {idle} task set primary"));
+        }
+    }
+    steps.push(
+        "every region: delete the previous task set; journal promoted; release the lock".into(),
+    );
+    Ok(PlanReport {
+        env: p.env.clone(),
+        version: version.to_owned(),
+        digest: image.digest().to_owned(),
+        steps,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct History {
+    pub env: String,
+    pub deployments: Vec<Record>,
+}
+
+impl fmt::Display for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.deployments.is_empty() {
+            return writeln!(f, "{}: no deployments yet", self.env);
+        }
+        for r in &self.deployments {
+            writeln!(
+                f,
+                "{}  {:<8} {:<12} {:<12} {}{}",
+                lock::rfc3339(r.started_ms),
+                r.kind,
+                r.version,
+                r.outcome.as_deref().unwrap_or("unfinished"),
+                r.id,
+                r.message
+                    .as_deref()
+                    .map_or(String::new(), |m| format!("  ({m})"))
+            )?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn history(env: &Env, limit: i32) -> Result<History, Error> {
+    Ok(History {
+        env: env.plan.env.clone(),
+        deployments: env
+            .journal
+            .history(limit)
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?,
+    })
+}

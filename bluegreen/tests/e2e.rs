@@ -1,0 +1,373 @@
+//! `bluegreen` itself, run as a process against the stand-in: three regions in two waves, two
+//! accounts, real tasks and real traffic.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+const FAST: &str = "steps = [50, 100]\nbake = \"300ms\"\nfinal_bake = \"300ms\"\npoll = \"100ms\"\nready_timeout = \"30s\"\nscan_threshold = \"CRITICAL\"";
+
+/// Every region answers only `version`, runs exactly one task set, on `version`.
+async fn assert_everywhere(prod: &Prod, version: &str) {
+    for r in PROD_REGIONS {
+        let seen = prod.versions(r, 20).await;
+        assert_eq!(
+            seen.keys().collect::<Vec<_>>(),
+            vec![version],
+            "{r} answered {seen:?}"
+        );
+        let state = prod.state().await;
+        let sets = state["regions"][r]["task_sets"].as_array().unwrap();
+        assert_eq!(sets.len(), 1, "{r}: {sets:?}");
+    }
+}
+
+async fn latest(prod: &Prod) -> Value {
+    let ddb = aws_sdk_dynamodb::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
+    let journal =
+        bluegreen::aws::lock::Journal::new(ddb.clone(), "bluegreen-prod", "us-east-1", "prod");
+    let lock = bluegreen::aws::lock::Lock::new(
+        ddb,
+        "bluegreen-prod",
+        "us-east-1",
+        "prod",
+        Duration::from_secs(3),
+    );
+    let history = journal.history(5).await.unwrap();
+    serde_json::json!({
+        "outcome": history.iter().find(|r| r.kind == "promote").and_then(|r| r.outcome.clone()),
+        "regions": history.iter().find(|r| r.kind == "promote").map(|r| serde_json::to_value(&r.regions).unwrap()),
+        "lock": lock.holder().await.unwrap().map(|h| h.deployment),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_happy_path_serves_the_new_digest_everywhere() {
+    let prod = Prod::start(FAST, "").await;
+    let started = Instant::now();
+    let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("v1.2.0"), "{out}");
+    assert!(out.contains("promoted"), "{out}");
+    assert_everywhere(&prod, "v1.2.0").await;
+    // The new task sets run the promoted digest, copied into account B's registries.
+    let (_, status, _) = prod.run(&["status"]);
+    let digest = &prod.digests["v1.2.0"];
+    assert_eq!(status.matches(&digest[..19]).count(), 3, "{status}");
+    let j = latest(&prod).await;
+    assert_eq!(j["outcome"], "promoted");
+    assert_eq!(j["lock"], Value::Null, "lock released");
+    // Plain progress lines on stderr say what happens, region by region.
+    assert!(
+        err.contains("[us-east-1] final-bake: 100% of traffic on green"),
+        "{err}"
+    );
+    eprintln!("3-region promote (bake 300ms, poll 100ms) took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_release_is_rolled_back_in_wave_one_and_wave_two_is_untouched() {
+    let prod = Prod::start(FAST, "").await;
+    let before = prod.state().await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.1"]);
+    assert_eq!(code, 3, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("us-east-1"), "{err}");
+    assert!(err.contains("back on its previous release"), "{err}");
+    // Detected from the failing health checks, not by waiting out the 30s deadline.
+    assert!(
+        err.contains("green targets keep failing health checks"),
+        "{err}"
+    );
+    assert!(err.contains("Target.ResponseCodeMismatch"), "{err}");
+    assert_everywhere(&prod, "v1.1.0").await;
+    let after = prod.state().await;
+    for r in ["eu-west-1", "ap-southeast-2"] {
+        assert_eq!(
+            before["regions"][r]["task_sets"], after["regions"][r]["task_sets"],
+            "wave 2 region {r} was touched"
+        );
+        assert_eq!(
+            before["regions"][r]["weights"],
+            after["regions"][r]["weights"]
+        );
+    }
+    let j = latest(&prod).await;
+    assert_eq!(j["outcome"], "rolled-back");
+    assert_eq!(j["lock"], Value::Null);
+    assert_eq!(j["regions"]["eu-west-1"]["phase"], "pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_in_wave_two_rolls_back_wave_one_too() {
+    // The pre-traffic hook fails only in eu-west-1, after us-east-1 completed its final bake.
+    let hooks = "pre_traffic = [\"sh\", \"-c\", \"test \\\"$BLUEGREEN_REGION\\\" != eu-west-1\"]";
+    let prod = Prod::start(FAST, hooks).await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 3, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("pre_traffic hook"), "{err}");
+    let j = latest(&prod).await;
+    assert_eq!(j["outcome"], "rolled-back");
+    assert_eq!(j["regions"]["us-east-1"]["phase"], "rolled-back", "{j}");
+    assert_everywhere(&prod, "v1.1.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_after_a_completed_promote_returns_the_previous_version_everywhere() {
+    let prod = Prod::start(FAST, "").await;
+    let (code, _, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 0, "{err}");
+    assert_everywhere(&prod, "v1.2.0").await;
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("rolled back deployment"), "{out}");
+    assert_everywhere(&prod, "v1.1.0").await;
+    // A second rollback has nothing left to do.
+    let (code, out, _) = prod.run(&["rollback"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing to roll back"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_to_do_when_the_version_is_already_live() {
+    let prod = Prod::start(FAST, "").await;
+    let before = prod.state().await;
+    let (code, out, err) = prod.run(&["promote", "v1.1.0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("nothing to do"), "{out}");
+    assert_eq!(before, prod.state().await);
+}
+
+/// Starts `promote v1.2.0` with a long bake and returns once us-east-1 is baking at 50%.
+fn promote_until_mid_shift(prod: &Prod) -> (Child, std::thread::JoinHandle<String>) {
+    let mut child = prod
+        .command(&["promote", "v1.2.0", "--bake", "60s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("[us-east-1] bake: 50%") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("promote never reached 50% in us-east-1");
+    (child, reader)
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(
+        std::process::Command::new("kill")
+            .args([format!("-{sig}"), child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkill_mid_shift_rollback_restores_blue_everywhere() {
+    let prod = Prod::start(FAST, "").await;
+    let (mut child, _) = promote_until_mid_shift(&prod);
+    assert!(
+        prod.versions("us-east-1", 40).await.contains_key("v1.2.0"),
+        "not mid-shift"
+    );
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("taking the lock over"), "{err}");
+    assert_everywhere(&prod, "v1.1.0").await;
+    let j = latest(&prod).await;
+    assert_eq!(j["outcome"], "rolled-back");
+    assert_eq!(j["lock"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkill_mid_shift_promote_again_explains_restarts_clean_and_promotes() {
+    let prod = Prod::start(FAST, "").await;
+    let (mut child, _) = promote_until_mid_shift(&prod);
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    // While the dead run's lease lasts, the lock says so.
+    let (code, _, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("is locked by deployment"), "{err}");
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.contains("stopped at phase"), "{err}");
+    assert!(
+        err.contains("rolling it back before starting clean"),
+        "{err}"
+    );
+    assert_everywhere(&prod, "v1.2.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_mid_shift_puts_traffic_back_on_blue_before_exiting_130() {
+    let prod = Prod::start(FAST, "").await;
+    let (mut child, reader) = promote_until_mid_shift(&prod);
+    signal(&child, "INT");
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    // Checked right after exit: the rollback happened before it.
+    assert_everywhere(&prod, "v1.1.0").await;
+    assert_eq!(latest(&prod).await["lock"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_by_another_deployment_exits_4_and_changes_nothing() {
+    let prod = Prod::start(FAST, "").await;
+    let ddb = aws_sdk_dynamodb::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
+    bluegreen::aws::lock::Lock::new(
+        ddb,
+        "bluegreen-prod",
+        "us-east-1",
+        "prod",
+        Duration::from_secs(600),
+    )
+    .acquire(
+        "someone-else",
+        "arn:aws:sts::222222222222:assumed-role/ci/other",
+        "v1.1.9",
+    )
+    .await
+    .unwrap();
+    let before = prod.state().await;
+    let (code, _, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("locked by deployment someone-else of v1.1.9"),
+        "{err}"
+    );
+    assert_eq!(before, prod.state().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_refusals_exit_2_and_change_nothing() {
+    let prod = Prod::start(FAST, "").await;
+    let before = prod.state().await;
+    for (args, says) in [
+        (vec!["promote", "1.2.0"], "is not a release version"),
+        (vec!["promote", "v9.9.9"], "hello:v9.9.9 does not exist"),
+        (
+            vec!["promote", "v1.2.0", "--steps", "50,20,100"],
+            "--steps: steps must rise",
+        ),
+    ] {
+        let (code, _, err) = prod.run(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // An alarm already in ALARM refuses, unless the operator says the release is the fix.
+    let cw = aws_sdk_cloudwatch::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "eu-west-1").await);
+    cw.set_alarm_state()
+        .alarm_name("hello-eu-west-1-5xx")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("5xx rate 7%")
+        .send()
+        .await
+        .unwrap();
+    let (code, _, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("hello-eu-west-1-5xx in eu-west-1 (5xx rate 7%)"),
+        "{err}"
+    );
+    assert!(err.contains("--ignore-alarms"), "{err}");
+    // CRITICAL scan findings refuse.
+    prod.aws
+        .control_post(
+            "scan-findings",
+            serde_json::json!({"account": ACCOUNT_A, "region": "us-east-1", "repository": "hello",
+                               "digest": prod.digests["v1.2.0"], "counts": {"CRITICAL": 1}}),
+        )
+        .await;
+    let (code, _, err) = prod.run(&["promote", "v1.2.0", "--ignore-alarms"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("1 CRITICAL"), "{err}");
+    assert_eq!(
+        before,
+        prod.state().await,
+        "a refused command changed something"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_test_traffic_pauses_with_the_lock_held_and_continue_finishes() {
+    let prod = Prod::start(FAST, "").await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.0", "--until", "test-traffic"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("paused"), "{out}");
+    // Production untouched, the test listener on the new release, the lock kept.
+    assert_eq!(
+        prod.versions("us-east-1", 20)
+            .await
+            .keys()
+            .collect::<Vec<_>>(),
+        vec!["v1.1.0"]
+    );
+    let test = prod
+        .aws
+        .http
+        .get(format!("http://{}:18001/health", prod.dns["us-east-1"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(test.json::<Value>().await.unwrap()["version"], "v1.2.0");
+    assert!(latest(&prod).await["lock"].is_string());
+    // Another promote meanwhile is refused by the lock.
+    let (code, _, _) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 4);
+    let (code, out, err) = prod.run(&["continue"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("promoted"), "{out}");
+    assert_everywhere(&prod, "v1.2.0").await;
+    assert_eq!(latest(&prod).await["lock"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_is_one_event_per_line_and_a_final_result() {
+    let prod = Prod::start(FAST, "").await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.0", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert!(lines.len() > 10);
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l["type"] == "event")
+    );
+    let last = lines.last().unwrap();
+    assert_eq!(last["type"], "result");
+    assert_eq!(last["outcome"], "promoted");
+    assert_eq!(last["regions"]["eu-west-1"]["weight"], 100);
+    let (code, out, _) = prod.run(&["promote", "v1.2.1", "--output", "json"]);
+    assert_eq!(code, 3);
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (last["type"].as_str(), last["exit_code"].as_u64()),
+        (Some("error"), Some(3))
+    );
+}
