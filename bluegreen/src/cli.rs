@@ -50,7 +50,7 @@ pub struct Global {
     /// Answer yes to confirmations (unlock)
     #[arg(long, global = true)]
     pub yes: bool,
-    /// More detail (repeatable)
+    /// Diagnostic logs on stderr: -v bluegreen's, -vv also the AWS SDK's (retries, timings)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only warnings, errors and the result

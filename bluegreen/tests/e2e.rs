@@ -371,3 +371,79 @@ async fn json_output_is_one_event_per_line_and_a_final_result() {
         (Some("error"), Some(3))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_github_actions_results_go_to_the_step_summary_and_failures_are_annotated() {
+    let prod = Prod::start(FAST, "").await;
+    let summary = prod.aws.dir.join("summary.md");
+    let out = prod
+        .command(&["promote", "v1.2.0"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains("### bluegreen: v1.2.0 promoted in prod"),
+        "{md}"
+    );
+    assert!(md.contains("| eu-west-1 | green | 100% |"), "{md}");
+    let out = prod
+        .command(&["promote", "v1.2.1"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("::error title=bluegreen (exit 3)::"), "{err}");
+    assert!(
+        std::fs::read_to_string(&summary)
+            .unwrap()
+            .contains("bluegreen failed (exit 3)")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlock_asks_for_yes_and_history_lists_newest_first() {
+    let prod = Prod::start(FAST, "").await;
+    let (code, _, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = prod.run(&["promote", "v1.2.1"]);
+    assert_eq!(code, 3);
+    let (code, out, _) = prod.run(&["history"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains("v1.2.1") && lines[0].contains("rolled-back"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("v1.2.0") && lines[1].contains("promoted"),
+        "{out}"
+    );
+
+    let ddb = aws_sdk_dynamodb::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
+    let lock = bluegreen::aws::lock::Lock::new(
+        ddb,
+        "bluegreen-prod",
+        "us-east-1",
+        "prod",
+        Duration::from_secs(600),
+    );
+    lock.acquire("dead-runner", "arn:ci/dead", "v1.3.0")
+        .await
+        .unwrap();
+    let (code, _, err) = prod.run(&["unlock"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("pass --yes"), "{err}");
+    assert!(lock.holder().await.unwrap().is_some());
+    let (code, out, _) = prod.run(&["unlock", "--yes"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("unlocked (was held by deployment dead-runner of v1.3.0"),
+        "{out}"
+    );
+    assert_eq!(lock.holder().await.unwrap(), None);
+}

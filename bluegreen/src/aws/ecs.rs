@@ -537,6 +537,7 @@ where
                 Readiness::Ready => (false, format!("{} pending, not steady yet", ts.pending)),
             },
         };
+        tracing::debug!(region = %c.region, task_set = arn, running, desired, %detail, "waiting for steady state");
         if terminal || started.elapsed() >= timeout {
             return Err(EcsError::NotReady {
                 region: c.region.clone(),

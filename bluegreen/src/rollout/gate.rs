@@ -136,6 +136,17 @@ pub async fn check(
     version: &str,
     full: bool,
 ) -> Result<(), String> {
+    let result = evaluate(http, s, version, full).await;
+    tracing::debug!(region = s.name(), full, ?result, "gate");
+    result
+}
+
+async fn evaluate(
+    http: &reqwest::Client,
+    s: &RegionState,
+    version: &str,
+    full: bool,
+) -> Result<(), String> {
     colour_ready(&s.c, s, s.idle()).await?;
     let firing = alarms::firing(&s.c, &s.plan.alarms)
         .await

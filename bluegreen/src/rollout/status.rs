@@ -241,7 +241,7 @@ pub async fn plan(env: &Env, version: &str, allow_findings: bool) -> Result<Plan
                 .await
                 .map_or_else(|_| "<registry>".to_owned(), |reg| reg.host().to_owned());
             steps.push(format!(
-                "{r}: register {} with image {}/{}@{} and APP_VERSION={version} (live: {} on {})",
+                "{r}: register a new revision of {} with image {}/{}@{} and APP_VERSION={version} (live: {} on {})",
                 s.live_task_set
                     .task_definition
                     .rsplit('/')
