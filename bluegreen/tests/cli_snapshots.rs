@@ -15,6 +15,12 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]"),
         (r"127\.0\.0\.1:\d+", "[REGISTRY]"),
         (r"127\.\d+\.\d+\.\d+", "[ALB]"),
+        // Live counts move with health-check timing; the e2e tests assert them, the snapshot pins layout.
+        (
+            r"\d+ healthy, \d+ unhealthy, \d+ initial, \d+ draining",
+            "[HEALTH]",
+        ),
+        (r"\d+/\d+ running(, steady)?", "[RUNNING]"),
     ]
 }
 

@@ -447,3 +447,58 @@ async fn unlock_asks_for_yes_and_history_lists_newest_first() {
     );
     assert_eq!(lock.holder().await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_names_every_endpoint_when_run_as_the_deploy_role() {
+    // As in GitHub Actions: the job's credentials are a session of the deploy role itself. (The
+    // stand-in does not enforce trust policies, so that bluegreen skips re-assuming the role is
+    // pinned by the unit test `sts::tests::a_session_of_the_role_is_recognised`.)
+    let prod = Prod::start(FAST, "").await;
+    let base = prod.aws.sdk("us-east-1").await;
+    let creds = aws_sdk_sts::Client::new(&base)
+        .assume_role()
+        .role_arn(format!(
+            "arn:aws:iam::{ACCOUNT_B}:role/bluegreen-deploy-prod"
+        ))
+        .role_session_name("GitHubActions")
+        .send()
+        .await
+        .unwrap();
+    let c = creds.credentials().unwrap();
+    let out = prod
+        .command(&["status", "--output", "json"])
+        .env("AWS_ACCESS_KEY_ID", c.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", c.secret_access_key())
+        .env("AWS_SESSION_TOKEN", c.session_token())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(status["regions"].is_array(), "{status}");
+    assert!(
+        status["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["error"].is_null()),
+        "{status}"
+    );
+    let endpoints: Vec<&str> = status["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["endpoint"].as_str().unwrap())
+        .collect();
+    assert_eq!(endpoints.len(), 3);
+    assert!(
+        endpoints
+            .iter()
+            .all(|e| e.starts_with("http://") && e.ends_with(":18000/health")),
+        "{endpoints:?}"
+    );
+}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import random
+import os
 import socket
 import threading
 from typing import Any
@@ -15,7 +15,7 @@ class Settings:
 
     # ALB health checks: AWS runs them every HealthCheckIntervalSeconds (5-300 s).
     health_interval: float = 0.2
-    health_timeout: float = 1.0
+    health_timeout: float = 2.0
     # Deregistration delay cap: AWS honours the target group attribute (default 300 s).
     max_deregistration_delay: float = 1.0
     # ECS stop timeout cap between SIGTERM and SIGKILL: AWS default 30 s.
@@ -28,14 +28,20 @@ class Settings:
 
 class Addresses:
     """Hands out loopback addresses. 127.0.0.0/8 is all routed to `lo` on Linux, so each ALB and
-    each task gets an address of its own, as each gets its own ENI on AWS. A random second octet
-    per stand-in keeps several stand-ins on one machine apart; each address is probed before use."""
+    each task gets an address of its own, as each gets its own ENI on AWS.
+
+    Several stand-ins may run on one machine at once (tests run in parallel), so an address is
+    claimed by holding a listening socket on CLAIM_PORT for as long as this stand-in lives: another
+    stand-in's probe of that address fails, and it moves on. The claim ends with the process."""
+
+    CLAIM_PORT = 47999
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._octet = random.randint(16, 250)
+        self._octet = 16 + int.from_bytes(os.urandom(2), "big") % 235
         self._next = {"alb": 1, "task": 1}
         self._base = {"alb": 0, "task": 128}
+        self._claims: list[socket.socket] = []
 
     def allocate(self, kind: str, port: int) -> str:
         with self._lock:
@@ -43,8 +49,14 @@ class Addresses:
                 n = self._next[kind]
                 self._next[kind] += 1
                 ip = f"127.{self._octet}.{self._base[kind] + n // 254}.{n % 254 + 1}"
-                if _bindable(ip, port):
-                    return ip
+                claim = _claim(ip, self.CLAIM_PORT)
+                if claim is None:
+                    continue
+                if port and not _bindable(ip, port):
+                    claim.close()
+                    continue
+                self._claims.append(claim)
+                return ip
         raise RuntimeError(f"no free loopback address for a {kind} on port {port}")
 
 
@@ -56,6 +68,17 @@ def _bindable(ip: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _claim(ip: str, port: int) -> socket.socket | None:
+    s = socket.socket()
+    try:
+        s.bind((ip, port))
+        s.listen(1)
+    except OSError:
+        s.close()
+        return None
+    return s
 
 
 def free_port(ip: str = "127.0.0.1") -> int:

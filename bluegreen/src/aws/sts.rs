@@ -48,6 +48,19 @@ pub async fn whoami(config: &SdkConfig) -> Result<Identity, IdentityError> {
     })
 }
 
+/// Whether `identity` is a session of `role_arn` (`arn:aws:sts::<acct>:assumed-role/<name>/<session>`).
+pub fn is_role(identity: &Identity, role_arn: &str) -> bool {
+    let Some((_, name)) = role_arn.split_once(":role/") else {
+        return false;
+    };
+    let name = name.rsplit('/').next().unwrap_or(name);
+    role_arn.contains(&format!("::{}:", identity.account))
+        && identity
+            .arn
+            .split_once(":assumed-role/")
+            .is_some_and(|(_, rest)| rest.split('/').next() == Some(name))
+}
+
 /// Refuses unless `identity` is in `expected`'s account.
 pub fn expect_account(identity: &Identity, expected: &str, env: &str) -> Result<(), IdentityError> {
     if identity.account == expected {
@@ -59,5 +72,40 @@ pub fn expect_account(identity: &Identity, expected: &str, env: &str) -> Result<
             actual: identity.account.clone(),
             arn: identity.arn.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_of_the_role_is_recognised() {
+        let me = Identity {
+            account: "222222222222".into(),
+            arn: "arn:aws:sts::222222222222:assumed-role/bluegreen-deploy-prod/GitHubActions"
+                .into(),
+        };
+        assert!(is_role(
+            &me,
+            "arn:aws:iam::222222222222:role/bluegreen-deploy-prod"
+        ));
+        assert!(is_role(
+            &me,
+            "arn:aws:iam::222222222222:role/ci/bluegreen-deploy-prod"
+        ));
+        assert!(!is_role(&me, "arn:aws:iam::222222222222:role/other"));
+        assert!(!is_role(
+            &me,
+            "arn:aws:iam::333333333333:role/bluegreen-deploy-prod"
+        ));
+        let user = Identity {
+            account: "222222222222".into(),
+            arn: "arn:aws:iam::222222222222:user/alice".into(),
+        };
+        assert!(!is_role(
+            &user,
+            "arn:aws:iam::222222222222:role/bluegreen-deploy-prod"
+        ));
     }
 }

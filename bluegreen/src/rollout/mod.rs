@@ -133,7 +133,11 @@ impl Env {
         let base = aws::base_config(settings, &plan.lock.region).await;
         let session = format!("bluegreen-{deployment}");
         let target = match &plan.role_arn {
-            Some(role) => aws::assume_role(&base, role, &session).await,
+            // In CI the job already runs as the deploy role (OIDC); that role may not assume itself.
+            Some(role) => match sts::whoami(&base).await {
+                Ok(me) if sts::is_role(&me, role) => base.clone(),
+                _ => aws::assume_role(&base, role, &session).await,
+            },
             None => base.clone(),
         };
         let identity = sts::whoami(&target).await.map_err(|e| match e {

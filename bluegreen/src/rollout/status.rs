@@ -27,6 +27,8 @@ pub struct TaskSetStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct RegionStatus {
     pub region: String,
+    /// The production endpoint (`http(s)://<alb>:<port><probe_path>`).
+    pub endpoint: Option<String>,
     pub live: Option<Colour>,
     pub weights: Option<Weights>,
     pub test_listener: Option<Colour>,
@@ -47,6 +49,7 @@ pub struct Status {
 async fn region_status(env: &Env, plan: &crate::config::RegionPlan) -> RegionStatus {
     let mut out = RegionStatus {
         region: plan.region.clone(),
+        endpoint: None,
         live: None,
         weights: None,
         test_listener: None,
@@ -57,6 +60,11 @@ async fn region_status(env: &Env, plan: &crate::config::RegionPlan) -> RegionSta
     let c = env.clients.region(&plan.region);
     let result: Result<(), String> = async {
         let topo = elb::discover(c, plan).await.map_err(|e| e.to_string())?;
+        out.endpoint = Some(super::gate::url(
+            &topo.dns_name,
+            plan.listener_port,
+            &plan.probe_path,
+        ));
         let w = elb::weights(c, &topo, plan)
             .await
             .map_err(|e| e.to_string())?;

@@ -1,0 +1,3 @@
+bucket = "bluegreen-terraform-state-111111111111"
+key    = "preprod/terraform.tfstate"
+region = "us-east-1"

@@ -1,0 +1,19 @@
+output "deploy_role_arn" {
+  description = "The GitHub deploy role (AWS_DEPLOY_ROLE_ARN of the GitHub environment)."
+  value       = module.github.role_arn
+}
+
+output "lock_table" {
+  description = "The lock and journal table."
+  value       = module.lock.table_name
+}
+
+output "alb_dns_names" {
+  description = "Production endpoint per region."
+  value       = { "us-east-1" = module.us_east_1.alb_dns_name }
+}
+
+output "repository_url" {
+  description = "Where the release workflow pushes images."
+  value       = module.us_east_1.repository_url
+}

@@ -1,0 +1,75 @@
+# prod: account 222222222222, three regions in two waves (bluegreen.toml: us-east-1, then
+# eu-west-1 and ap-southeast-2). Images are promoted by digest from preprod's ECR.
+
+module "us_east_1" {
+  source = "../../terraform/modules/region"
+
+  name                = var.name
+  environment         = "prod"
+  region              = "us-east-1"
+  vpc_cidr            = "10.50.0.0/16"
+  image               = var.image
+  app_version         = var.app_version
+  desired_count       = 2
+  test_listener_cidrs = var.test_listener_cidrs
+  deletion_protection = var.deletion_protection
+  autoscaling         = { min = 2, max = 4, cpu_target = 60 }
+}
+
+module "eu_west_1" {
+  source = "../../terraform/modules/region"
+
+  name                = var.name
+  environment         = "prod"
+  region              = "eu-west-1"
+  vpc_cidr            = "10.51.0.0/16"
+  image               = var.image
+  app_version         = var.app_version
+  desired_count       = 2
+  test_listener_cidrs = var.test_listener_cidrs
+  deletion_protection = var.deletion_protection
+  autoscaling         = { min = 2, max = 4, cpu_target = 60 }
+}
+
+module "ap_southeast_2" {
+  source = "../../terraform/modules/region"
+
+  name                = var.name
+  environment         = "prod"
+  region              = "ap-southeast-2"
+  vpc_cidr            = "10.52.0.0/16"
+  image               = var.image
+  app_version         = var.app_version
+  desired_count       = 2
+  test_listener_cidrs = var.test_listener_cidrs
+  deletion_protection = var.deletion_protection
+  autoscaling         = { min = 2, max = 4, cpu_target = 60 }
+}
+
+locals {
+  regions = [module.us_east_1, module.eu_west_1, module.ap_southeast_2]
+}
+
+module "lock" {
+  source = "../../terraform/modules/deploy-lock"
+
+  name                = "bluegreen-prod"
+  region              = var.home_region
+  deletion_protection = var.deletion_protection
+}
+
+module "github" {
+  source = "../../terraform/modules/github-oidc"
+
+  repository             = var.github_repository
+  environment            = "production"
+  role_name              = "bluegreen-deploy-prod"
+  listener_arns          = flatten([for r in local.regions : r.listener_arns])
+  target_group_arns      = flatten([for r in local.regions : r.target_group_arns])
+  service_arns           = [for r in local.regions : r.service_arn]
+  task_role_arns         = flatten([for r in local.regions : r.task_role_arns])
+  repository_arns        = [for r in local.regions : r.repository_arn]
+  source_repository_arns = [var.source_repository_arn]
+  assume_role_arns       = [var.source_read_role_arn]
+  lock_table_arn         = module.lock.table_arn
+}
