@@ -2,7 +2,7 @@
 .PHONY: demo test bench localaws fmt
 
 demo:  ## Run the main job on the local stand-in
-	@bash scripts/demo.sh
+	@bash scripts/demo.sh $(ARGS)
 
 test:  ## Everything CI runs: fmt, clippy, tests, linters
 	@bash scripts/test.sh

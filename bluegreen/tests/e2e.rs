@@ -502,3 +502,17 @@ async fn status_json_names_every_endpoint_when_run_as_the_deploy_role() {
         "{endpoints:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_after_an_automatic_rollback_undoes_the_release_still_in_effect() {
+    // v1.2.0 promoted, then v1.2.1 failed and was rolled back by promote itself: the release in
+    // effect is v1.2.0, so `rollback` takes prod to the one before it.
+    let prod = Prod::start(FAST, "").await;
+    assert_eq!(prod.run(&["promote", "v1.2.0"]).0, 0);
+    assert_eq!(prod.run(&["promote", "v1.2.1"]).0, 3);
+    assert_everywhere(&prod, "v1.2.0").await;
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("of v1.2.0"), "{out}");
+    assert_everywhere(&prod, "v1.1.0").await;
+}

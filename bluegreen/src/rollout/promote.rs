@@ -503,7 +503,8 @@ async fn execute(
                 None,
                 "rollback",
                 format!(
-                    "{reason}; returning {} to the previous release",
+                    "{}returning {} to the previous release",
+                    if interrupted { "interrupted; " } else { "" },
                     touched.join(", ")
                 ),
             );
@@ -515,7 +516,7 @@ async fn execute(
             let outcome = if broken.is_empty() {
                 "rolled-back"
             } else {
-                "failed"
+                "rollback-failed"
             };
             let _ = tracker
                 .update(|x| {

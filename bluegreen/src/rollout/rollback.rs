@@ -201,6 +201,26 @@ pub fn touched(record: &Record) -> Vec<String> {
         .collect()
 }
 
+/// Whether a promote still shapes what runs: it completed, is unfinished, or its rollback did not
+/// finish. A rolled-back promote, or one that failed before deploying anything, does not.
+pub fn in_effect(r: &Record) -> bool {
+    r.kind == "promote"
+        && matches!(
+            r.outcome.as_deref(),
+            None | Some("promoted") | Some("rollback-failed")
+        )
+}
+
+/// The newest promote still in effect (what `rollback` undoes).
+pub async fn latest_in_effect(env: &Env) -> Result<Option<Record>, Error> {
+    let history = env
+        .journal
+        .history(50)
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    Ok(history.into_iter().find(in_effect))
+}
+
 /// The newest promote in the journal.
 pub async fn latest_promote(env: &Env) -> Result<Option<Record>, Error> {
     let history = env
@@ -243,7 +263,7 @@ impl std::fmt::Display for RollbackResult {
 /// a crash, or after it completed. A lock held by that very deployment (a dead or running
 /// promote) is taken over; one held by another deployment refuses.
 pub async fn command(env: &Env) -> Result<RollbackResult, Error> {
-    let Some(mut record) = latest_promote(env).await? else {
+    let Some(mut record) = latest_in_effect(env).await? else {
         return Ok(RollbackResult {
             env: env.plan.env.clone(),
             deployment: None,
@@ -252,15 +272,6 @@ pub async fn command(env: &Env) -> Result<RollbackResult, Error> {
             regions: BTreeMap::new(),
         });
     };
-    if matches!(record.outcome.as_deref(), Some("rolled-back")) {
-        return Ok(RollbackResult {
-            env: env.plan.env.clone(),
-            deployment: Some(record.id.clone()),
-            version: Some(record.version.clone()),
-            nothing_to_do: true,
-            regions: BTreeMap::new(),
-        });
-    }
     let caller = env.identity.arn.clone();
     match env
         .lock
@@ -325,7 +336,7 @@ pub async fn command(env: &Env) -> Result<RollbackResult, Error> {
             x.outcome = Some(if failed.is_empty() {
                 "rolled-back".into()
             } else {
-                "failed".into()
+                "rollback-failed".into()
             });
             x.ended_ms = Some(lock::now_ms());
             x.message = Some(if failed.is_empty() {

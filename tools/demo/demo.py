@@ -1,0 +1,213 @@
+"""`make demo`: the whole release story on one machine, with real traffic.
+
+Starts the local AWS stand-in, seeds three releases into preprod's registry (v1.1.0 live everywhere,
+v1.2.0 good, v1.2.1 bad: its /health answers 500), creates preprod (one region) and prod (three
+regions in two waves, another account) from tools/demo/environments, then runs bluegreen as an
+operator would and curls every region's ALB address after each step. Every step checks its exit
+code; any surprise stops the demo with a non-zero exit. Everything it started is stopped on exit,
+Ctrl-C included, unless --keep leaves the stand-in running for you to try commands by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ENVS = ROOT / "tools" / "demo" / "environments"
+BIN = ROOT / "target" / "debug"
+STATE = ROOT / ".state" / "demo"
+TTY = sys.stdout.isatty()
+
+
+def say(msg: str) -> None:
+    print(f"\n\033[1m==> {msg}\033[0m" if TTY else f"\n==> {msg}", flush=True)
+
+
+def note(msg: str) -> None:
+    print(f"    {msg}", flush=True)
+
+
+class Demo:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.endpoint = ""
+        self.proc: subprocess.Popen | None = None
+        self.albs: dict[str, dict[str, str]] = {}
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            "BLUEGREEN_AWS_MAX_ATTEMPTS": "2",
+        }
+
+    # ---- the stand-in -----------------------------------------------------------------------
+    def start(self) -> None:
+        shutil.rmtree(STATE, ignore_errors=True)
+        STATE.mkdir(parents=True)
+        ready = STATE / "ready.json"
+        log = open(STATE / "localaws.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "localaws", "serve", "--port", str(self.port),
+             "--state-dir", str(STATE / "localaws"), "--ready-file", str(ready)],
+            env={**self.env, "PYTHONPATH": str(ROOT / "tools")}, stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"the stand-in did not start; see {STATE / 'localaws.log'}")
+            time.sleep(0.05)
+        self.endpoint = json.loads(ready.read_text())["endpoint"]
+        self.env["AWS_ENDPOINT_URL"] = self.endpoint
+        note(f"AWS endpoint {self.endpoint} (moto + real tasks, registries and ALBs)")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def control(self, path: str, body: dict) -> dict:
+        req = urllib.request.Request(f"{self.endpoint}/_localaws/{path}", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=120) as res:
+            return json.load(res)
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def seed(self) -> dict[str, str]:
+        images = {}
+        for tag, argv, what in [
+            ("v1.1.0", [str(BIN / "service")], "the release live everywhere"),
+            ("v1.2.0", [str(BIN / "service")], "a good release"),
+            ("v1.2.1", [sys.executable, str(ROOT / "tools" / "localaws" / "badapp.py")], "a bad release: /health answers 500"),
+        ]:
+            out = self.control("seed", {"account": "111111111111", "region": "us-east-1", "repository": "hello",
+                                        "tag": tag, "argv": argv, "layers": 3, "layer_size": 65536,
+                                        "platforms": ["linux/amd64", "linux/arm64"]})
+            images[tag] = out["image"]
+            note(f"hello:{tag} {out['digest'][:19]}  ({what})")
+        return images
+
+    def bootstrap(self, env: str, image: str) -> None:
+        cfg = tomllib.loads((ENVS / env / "bluegreen.toml").read_text())
+        regions = [{"region": r, "cluster": c["cluster"], "service": c["service"],
+                    "load_balancer": c["load_balancer"], "listener_port": c["listener_port"],
+                    "test_listener_port": c["test_listener_port"], "blue_target_group": c["blue_target_group"],
+                    "green_target_group": c["green_target_group"], "alarms": c.get("alarms", []),
+                    "desired_count": 2} for r, c in cfg["regions"].items()]
+        out = self.control("bootstrap", {"account": cfg["account_id"], "image": image, "app_version": "v1.1.0",
+                                         "repository": cfg["target"]["repository"],
+                                         "lock_table": {"name": cfg["lock"]["table"], "region": cfg["lock"]["region"]},
+                                         "regions": regions})
+        self.albs[env] = {r: f"{x['dns_name']}:{cfg['regions'][r]['listener_port']}" for r, x in out["regions"].items()}
+        note(f"{env}: account {cfg['account_id']}, " + ", ".join(f"{r} ALB {a}" for r, a in self.albs[env].items()))
+
+    # ---- the story ---------------------------------------------------------------------------
+    def bluegreen(self, *args: str, expect: int) -> None:
+        cmd = [str(BIN / "bluegreen"), *args, "--config-dir", str(ENVS)]
+        print(f"$ bluegreen {' '.join(args)}", flush=True)
+        code = subprocess.run(cmd, env=self.env, stdin=subprocess.DEVNULL).returncode
+        if code != expect:
+            sys.exit(f"demo: `bluegreen {' '.join(args)}` exited {code}, expected {expect}")
+        note(f"exit code {code}")
+
+    def wait_serving(self, env: str) -> None:
+        """Until every region's ALB answers 200 (tasks started, registered, healthy)."""
+        for region, addr in self.albs[env].items():
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://{addr}/health", timeout=5) as res:
+                        if res.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    sys.exit(f"demo: {env} {region} ({addr}) did not start serving in 60s")
+                time.sleep(0.2)
+
+    def curl(self, env: str, want: str) -> None:
+        for region, addr in self.albs[env].items():
+            seen: dict[str, int] = {}
+            for _ in range(10):
+                with urllib.request.urlopen(f"http://{addr}/", timeout=5) as res:
+                    body = json.load(res)
+                seen[body["version"]] = seen.get(body["version"], 0) + 1
+            answer = ", ".join(f"{v} ×{n}" for v, n in seen.items())
+            print(f"$ curl http://{addr}/   # {env} {region}: {answer}", flush=True)
+            if list(seen) != [want]:
+                sys.exit(f"demo: {env} {region} answered {seen}, expected only {want}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--keep", action="store_true", help="leave the stand-in running at the end")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "4566")))
+    args = p.parse_args()
+    demo = Demo(args.port)
+    try:
+        say("Starting the local AWS stand-in")
+        demo.start()
+        say("Seeding three releases into preprod's registry (account 111111111111, us-east-1)")
+        images = demo.seed()
+        say("Creating preprod and prod as Terraform would, v1.1.0 live everywhere")
+        for env in ["preprod", "prod"]:
+            demo.bootstrap(env, images["v1.1.0"])
+        for env in ["preprod", "prod"]:
+            demo.wait_serving(env)
+        demo.curl("preprod", "v1.1.0")
+        demo.curl("prod", "v1.1.0")
+
+        say("1. Promote v1.2.0 to preprod, then to prod (us-east-1 first, then eu-west-1 and ap-southeast-2)")
+        demo.bluegreen("promote", "v1.2.0", "-e", "preprod", expect=0)
+        demo.bluegreen("promote", "v1.2.0", "-e", "prod", expect=0)
+        say("2. Every region's ALB answers v1.2.0")
+        demo.curl("preprod", "v1.2.0")
+        demo.curl("prod", "v1.2.0")
+
+        say("3. Promote the bad v1.2.1 to prod: the gate catches it in wave 1")
+        demo.bluegreen("promote", "v1.2.1", "-e", "prod", expect=3)
+        note("exit 3 = the deployment failed and every region it touched is back on its previous release;")
+        note("wave 2 (eu-west-1, ap-southeast-2) was never touched.")
+        demo.curl("prod", "v1.2.0")
+
+        say("4. Roll prod back to the release before v1.2.0")
+        demo.bluegreen("rollback", "-e", "prod", expect=0)
+        demo.curl("prod", "v1.1.0")
+
+        say("5. What happened, and what runs where")
+        demo.bluegreen("history", "-e", "prod", expect=0)
+        demo.bluegreen("status", "-e", "prod", expect=0)
+        say("Done: every step behaved as expected")
+
+        if args.keep:
+            say("The stand-in keeps running; try it (Ctrl-C stops everything):")
+            note(f"export AWS_ENDPOINT_URL={demo.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true")
+            note(f"{BIN / 'bluegreen'} status -e prod --config-dir {ENVS}")
+            note(f"{BIN / 'bluegreen'} promote v1.2.0 -e prod --config-dir {ENVS}")
+            note(f"curl http://{demo.albs['prod']['eu-west-1']}/")
+            demo.proc.wait()
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted", flush=True)
+        return 130
+    finally:
+        demo.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
