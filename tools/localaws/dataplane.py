@@ -239,7 +239,7 @@ class Dataplane:
         tg = backend.target_groups.get(tg_arn)
         targets = [(t["Id"], int(t.get("Port") or tg.port)) for t in list(tg.targets.values())] if tg else []
         if not targets:
-            return web.Response(status=503, text="Service Unavailable: no registered targets")
+            return web.Response(status=503, text=f"Service Unavailable: no registered targets in {tg_arn}")
         healthy = [t for t in targets if self.health_of(tg_arn, t[0], t[1]).state == "healthy"]
         # An ALB fails open: with no healthy target it routes to all registered ones.
         pool = healthy or targets

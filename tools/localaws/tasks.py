@@ -5,7 +5,7 @@ service with the EXTERNAL deployment controller: each task set gets ceil(desired
 tasks (ECS rounds up); each task is a real process started from the command the task definition's
 image digest maps to (see Images), on a loopback address of its own (as awsvpc gives each task an
 ENI) with the container's environment, and is registered in the task set's target group. Tasks that
-exit, or that the ALB reports unhealthy for `replace_after`, are stopped and replaced. Scaling down
+exit are stopped and replaced; tasks the ALB reports unhealthy for `replace_after` get a replacement first and stop once enough tasks are healthy (as the ECS scheduler does with capacity to spare). Scaling down
 or deleting a task set deregisters its targets, waits the deregistration delay (draining), sends
 SIGTERM, and SIGKILL after the stop timeout, in that order, as ECS does.
 
@@ -52,6 +52,8 @@ class Task:
     kill_at: float = 0.0
     exited_at: float | None = None
     stopped_reason: str = ""
+    # Failing ELB health checks: a replacement is starting; this one stops once enough are healthy.
+    replacing_since: float | None = None
 
 
 class TaskRunner:
@@ -127,19 +129,32 @@ class TaskRunner:
             elif task.proc is None and now - task.started >= self.settings.replace_after:
                 self._begin_stop(task, task.stopped_reason or "CannotPullContainerError")
             elif (h is not None and h.state == "unhealthy" and h.unhealthy_since is not None
-                  and now - h.unhealthy_since >= self.settings.replace_after):
-                self._begin_stop(task, f"Task failed ELB health checks in (target-group {task.tg_arn})")
+                  and now - h.unhealthy_since >= self.settings.replace_after and task.replacing_since is None):
+                # Like the ECS scheduler with capacity to spare, start the replacement first and
+                # stop this task once enough are healthy, so the target group never goes empty.
+                task.replacing_since = now
+                self._event(f"task {task.id} ({task.ip}) failed ELB health checks; replacing it")
 
         running = [t for t in self._tasks(arn) if t.state == "RUNNING"]
-        if len(running) > desired:
-            for task in sorted(running, key=lambda t: t.started, reverse=True)[: len(running) - desired]:
+        serving = [t for t in running if t.replacing_since is None]
+        if len(serving) > desired:
+            for task in sorted(serving, key=lambda t: t.started, reverse=True)[: len(serving) - desired]:
                 self._begin_stop(task, "Scaling activity initiated by deployment")
-        elif len(running) < desired:
+        elif len(serving) < desired:
             # Relaunch a crash-looping image no faster than ECS's replacement pace.
-            if now - self._last_launch.get(arn, 0.0) >= min(self.settings.replace_after, 0.5) or not running:
-                for _ in range(desired - len(running)):
+            if now - self._last_launch.get(arn, 0.0) >= min(self.settings.replace_after, 0.5) or not serving:
+                for _ in range(desired - len(serving)):
                     self._launch(account, region, service, ts)
                 self._last_launch[arn] = now
+        healthy_serving = sum(
+            1 for t in serving
+            if t.tg_arn is None or self.dataplane.health_of(t.tg_arn, t.ip, t.port).state == "healthy"
+        )
+        for task in running:
+            if task.replacing_since is not None and (
+                healthy_serving >= desired or now - task.replacing_since >= 4 * self.settings.replace_after
+            ):
+                self._begin_stop(task, f"Task failed ELB health checks in (target-group {task.tg_arn})")
 
         self._advance(arn)
         running = [t for t in self._tasks(arn) if t.state == "RUNNING"]

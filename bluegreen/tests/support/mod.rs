@@ -369,11 +369,69 @@ impl Prod {
             file += &format!("\n[hooks]\n{hooks}\n");
         }
         std::fs::write(config_dir.join("prod/bluegreen.toml"), file).unwrap();
-        Prod {
+        let prod = Prod {
             aws,
             config_dir,
             dns,
             digests,
+        };
+        prod.settle().await;
+        prod
+    }
+
+    /// Waits until every region's live task set is steady, all its targets healthy, and its ALB
+    /// answers, so a test starts from what an operator would see, not a half-started bootstrap.
+    pub async fn settle(&self) {
+        for r in PROD_REGIONS {
+            let cfg = self.aws.sdk_as(ACCOUNT_B, r).await;
+            let elb = aws_sdk_elasticloadbalancingv2::Client::new(&cfg);
+            let ecs = aws_sdk_ecs::Client::new(&cfg);
+            eventually(
+                &format!("{r} to be steady and healthy"),
+                Duration::from_secs(30),
+                || async {
+                    let sets = ecs
+                        .describe_task_sets()
+                        .cluster(format!("hello-{r}"))
+                        .service("hello")
+                        .send()
+                        .await
+                        .ok()?;
+                    let steady = !sets.task_sets().is_empty()
+                        && sets.task_sets().iter().all(|t| {
+                            t.stability_status()
+                                == Some(&aws_sdk_ecs::types::StabilityStatus::SteadyState)
+                        });
+                    let tgs = elb.describe_target_groups().send().await.ok()?;
+                    let mut healthy = 0;
+                    for tg in tgs.target_groups() {
+                        let h = elb
+                            .describe_target_health()
+                            .target_group_arn(tg.target_group_arn()?)
+                            .send()
+                            .await
+                            .ok()?;
+                        for d in h.target_health_descriptions() {
+                            if d.target_health()?.state()?.as_str() != "healthy" {
+                                return None;
+                            }
+                            healthy += 1;
+                        }
+                    }
+                    (steady && healthy > 0).then_some(())
+                },
+            )
+            .await;
+            let url = format!("http://{}:18000/health", self.dns[r]);
+            eventually(
+                &format!("{r}'s ALB to answer at {url}"),
+                Duration::from_secs(30),
+                || async {
+                    let res = self.aws.http.get(&url).send().await.ok()?;
+                    (res.status() == 200).then_some(())
+                },
+            )
+            .await;
         }
     }
 
