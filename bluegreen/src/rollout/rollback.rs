@@ -38,17 +38,8 @@ pub async fn region(
         .filter(|t| t.scale_percent > 0.0)
         .cloned();
     let (ts, how) = match running {
-        Some(ts) => {
-            elb::set_weights(c, &topo, Weights::with(prev, 100))
-                .await
-                .map_err(|e| e.to_string())?;
-            env.reporter.event(
-                Some(r),
-                "rollback",
-                format!("production back on {prev} (100%)"),
-            );
-            (ts, "traffic returned")
-        }
+        // Still running: nothing stands between the decision and the one ModifyListener below.
+        Some(ts) => (ts, "traffic returned"),
         None => {
             let td = rec.previous_task_definition.clone().ok_or_else(|| {
                 format!("the previous task set on {prev} is gone and the journal has no task definition for it")
@@ -102,17 +93,17 @@ pub async fn region(
             )
             .await
             .map_err(|e| e.to_string())?;
-            elb::set_weights(c, &topo, Weights::with(prev, 100))
-                .await
-                .map_err(|e| e.to_string())?;
-            env.reporter.event(
-                Some(r),
-                "rollback",
-                format!("production back on {prev} (100%)"),
-            );
             (ts, "previous release recreated")
         }
     };
+    elb::set_weights(c, &topo, Weights::with(prev, 100))
+        .await
+        .map_err(|e| e.to_string())?;
+    env.reporter.event(
+        Some(r),
+        "rollback",
+        format!("production back on {prev} (100%)"),
+    );
     elb::point_test_listener(c, &topo, prev)
         .await
         .map_err(|e| e.to_string())?;
