@@ -516,3 +516,33 @@ async fn rollback_after_an_automatic_rollback_undoes_the_release_still_in_effect
     assert!(out.contains("of v1.2.0"), "{out}");
     assert_everywhere(&prod, "v1.1.0").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_shift_and_on_rollback_hooks_run_with_the_deployment_in_their_environment() {
+    let log = std::env::temp_dir().join(format!("bluegreen-hooks-{}", std::process::id()));
+    let log = log.display().to_string();
+    let hooks = format!(
+        "post_shift = [\"sh\", \"-c\", \"echo post_shift $BLUEGREEN_REGION $BLUEGREEN_VERSION >> {log}\"]\n\
+         on_rollback = [\"sh\", \"-c\", \"echo on_rollback $BLUEGREEN_REGION $BLUEGREEN_VERSION >> {log}\"]"
+    );
+    let prod = Prod::start(FAST, &hooks).await;
+    assert_eq!(prod.run(&["promote", "v1.2.0"]).0, 0);
+    let (code, _, err) = prod.run(&["promote", "v1.2.1"]);
+    assert_eq!(code, 3, "{err}");
+    let mut lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let _ = std::fs::remove_file(&log);
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            "on_rollback us-east-1 v1.2.1",
+            "post_shift ap-southeast-2 v1.2.0",
+            "post_shift eu-west-1 v1.2.0",
+            "post_shift us-east-1 v1.2.0",
+        ]
+    );
+}
