@@ -101,7 +101,8 @@ impl<'a> ReadyCheck<'a> {
         } else {
             self.unhealthy_polls = 0;
         }
-        match colour_ready(self.c, self.s, self.colour).await {
+        // One DescribeTargetHealth per poll: judge the summary already fetched.
+        match judge(&h, self.s, self.colour) {
             Ok(()) => Readiness::Ready,
             Err(why) => Readiness::NotYet(why),
         }
@@ -118,6 +119,11 @@ pub async fn colour_ready(
     let h = elb::target_health(c, s.topo.target_group(colour))
         .await
         .map_err(|e| e.to_string())?;
+    judge(&h, s, colour)
+}
+
+/// Whether a health summary of `colour` is enough to carry traffic (see `colour_ready`).
+fn judge(h: &elb::HealthSummary, s: &RegionState, colour: Colour) -> Result<(), String> {
     if h.all_healthy() && h.healthy >= s.live_healthy.max(1) {
         Ok(())
     } else {
