@@ -229,3 +229,113 @@ async fn scan_findings_are_counted_by_severity() {
         "{err}"
     );
 }
+
+/// The source registry's `user:password`, from ECR as bluegreen gets it.
+async fn source_credentials(aws: &LocalAws) -> String {
+    use base64::Engine;
+    let cfg = aws.sdk_as(ACCOUNT_A, SOURCE_REGION).await;
+    let out = aws_sdk_ecr::Client::new(&cfg)
+        .get_authorization_token()
+        .send()
+        .await
+        .unwrap();
+    let token = out.authorization_data()[0].authorization_token().unwrap();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Nothing of `tag` in the target: no tag in its registry, no image in its ECR.
+async fn assert_nothing_registered(aws: &LocalAws, target: &Registry, region: &str, tag: &str) {
+    assert_eq!(
+        target
+            .manifest("hello", tag)
+            .await
+            .unwrap()
+            .map(|m| m.digest),
+        None,
+        "{region}: the tag exists after a failed copy"
+    );
+    let ecr = aws_sdk_ecr::Client::new(&aws.sdk_as(ACCOUNT_B, region).await);
+    let images = ecr
+        .describe_images()
+        .repository_name("hello")
+        .send()
+        .await
+        .map(|o| o.image_details().len())
+        .unwrap_or(0);
+    assert_eq!(
+        images, 0,
+        "{region}: ECR lists an image after a failed copy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_mid_copy_fails_naming_the_blob_and_registers_nothing() {
+    let aws = LocalAws::start();
+    aws.seed(
+        json!({"account": ACCOUNT_A, "region": SOURCE_REGION, "repository": "hello",
+                    "tag": "v1.2.0", "argv": ["true"], "layers": 4, "layer_size": 1_048_576}),
+    )
+    .await;
+    let direct = registry_of(&aws, ACCOUNT_A, SOURCE_REGION).await;
+    let proxy = support::proxy::Proxy::start(direct.host());
+    let source = Registry::new(
+        &proxy.url(),
+        &source_credentials(&aws).await,
+        aws.http.clone(),
+    );
+    let image = registry::resolve(&source, "hello", "v1.2.0").await.unwrap();
+    let target = registry_of(&aws, ACCOUNT_B, "eu-west-1").await;
+    // About one and a half layers get through, then every connection to the source is cut.
+    proxy.cut_after(1_500_000);
+    let err = registry::copy(&image, &target, "hello", 4)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("blob sha256:"), "names the blob: {err}");
+    assert!(
+        err.contains(&proxy.addr.to_string()) || err.contains(target.host()),
+        "names a registry: {err}"
+    );
+    assert_nothing_registered(&aws, &target, "eu-west-1", "v1.2.0").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_served_with_the_wrong_bytes_fails_naming_the_source_and_registers_nothing() {
+    let aws = LocalAws::start();
+    seed_release(&aws, "v1.2.0").await;
+    let source = registry_of(&aws, ACCOUNT_A, SOURCE_REGION).await;
+    let image = registry::resolve(&source, "hello", "v1.2.0").await.unwrap();
+    // Corrupt one layer where the source registry stores it: it still serves it under its digest.
+    let doc: serde_json::Value = serde_json::from_slice(&image.children[0].bytes).unwrap();
+    let layer = doc["layers"][2]["digest"].as_str().unwrap().to_owned();
+    let hex = layer.trim_start_matches("sha256:");
+    let path = aws.dir.join(format!(
+        "registries/{ACCOUNT_A}-{SOURCE_REGION}/data/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    let len = std::fs::metadata(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .len();
+    std::fs::write(&path, vec![0x5a; len as usize]).unwrap();
+
+    let target = registry_of(&aws, ACCOUNT_B, "eu-west-1").await;
+    let err = registry::copy(&image, &target, "hello", 4)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::DigestMismatch { .. }),
+        "{err:?}"
+    );
+    let err = err.to_string();
+    assert!(
+        err.starts_with(&format!("{} served blob hello@{layer}", source.host())),
+        "{err}"
+    );
+    assert!(err.contains("refusing to copy a corrupted"), "{err}");
+    assert_nothing_registered(&aws, &target, "eu-west-1", "v1.2.0").await;
+}

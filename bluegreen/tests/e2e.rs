@@ -3,48 +3,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::*;
 
 const FAST: &str = "steps = [50, 100]\nbake = \"300ms\"\nfinal_bake = \"300ms\"\npoll = \"100ms\"\nready_timeout = \"30s\"\nscan_threshold = \"CRITICAL\"";
-
-/// Every region answers only `version`, runs exactly one task set, on `version`.
-async fn assert_everywhere(prod: &Prod, version: &str) {
-    for r in PROD_REGIONS {
-        let seen = prod.versions(r, 20).await;
-        assert_eq!(
-            seen.keys().collect::<Vec<_>>(),
-            vec![version],
-            "{r} answered {seen:?}"
-        );
-        let state = prod.state().await;
-        let sets = state["regions"][r]["task_sets"].as_array().unwrap();
-        assert_eq!(sets.len(), 1, "{r}: {sets:?}");
-    }
-}
-
-async fn latest(prod: &Prod) -> Value {
-    let ddb = aws_sdk_dynamodb::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
-    let journal =
-        bluegreen::aws::lock::Journal::new(ddb.clone(), "bluegreen-prod", "us-east-1", "prod");
-    let lock = bluegreen::aws::lock::Lock::new(
-        ddb,
-        "bluegreen-prod",
-        "us-east-1",
-        "prod",
-        Duration::from_secs(3),
-    );
-    let history = journal.history(5).await.unwrap();
-    serde_json::json!({
-        "outcome": history.iter().find(|r| r.kind == "promote").and_then(|r| r.outcome.clone()),
-        "regions": history.iter().find(|r| r.kind == "promote").map(|r| serde_json::to_value(&r.regions).unwrap()),
-        "lock": lock.holder().await.unwrap().map(|h| h.deployment),
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_happy_path_serves_the_new_digest_everywhere() {
@@ -55,12 +20,12 @@ async fn promote_happy_path_serves_the_new_digest_everywhere() {
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("v1.2.0"), "{out}");
     assert!(out.contains("promoted"), "{out}");
-    assert_everywhere(&prod, "v1.2.0").await;
+    prod.assert_everywhere("v1.2.0").await;
     // The new task sets run the promoted digest, copied into account B's registries.
     let (_, status, _) = prod.run(&["status"]);
     let digest = &prod.digests["v1.2.0"];
     assert_eq!(status.matches(&digest[..19]).count(), 3, "{status}");
-    let j = latest(&prod).await;
+    let j = prod.journal_latest().await;
     assert_eq!(j["outcome"], "promoted");
     assert_eq!(j["lock"], Value::Null, "lock released");
     // Plain progress lines on stderr say what happens, region by region.
@@ -85,7 +50,7 @@ async fn a_bad_release_is_rolled_back_in_wave_one_and_wave_two_is_untouched() {
         "{err}"
     );
     assert!(err.contains("Target.ResponseCodeMismatch"), "{err}");
-    assert_everywhere(&prod, "v1.1.0").await;
+    prod.assert_everywhere("v1.1.0").await;
     let after = prod.state().await;
     for r in ["eu-west-1", "ap-southeast-2"] {
         assert_eq!(
@@ -97,7 +62,7 @@ async fn a_bad_release_is_rolled_back_in_wave_one_and_wave_two_is_untouched() {
             after["regions"][r]["weights"]
         );
     }
-    let j = latest(&prod).await;
+    let j = prod.journal_latest().await;
     assert_eq!(j["outcome"], "rolled-back");
     assert_eq!(j["lock"], Value::Null);
     assert_eq!(j["regions"]["eu-west-1"]["phase"], "pending");
@@ -111,10 +76,10 @@ async fn a_failure_in_wave_two_rolls_back_wave_one_too() {
     let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
     assert_eq!(code, 3, "stdout:\n{out}\nstderr:\n{err}");
     assert!(err.contains("pre_traffic hook"), "{err}");
-    let j = latest(&prod).await;
+    let j = prod.journal_latest().await;
     assert_eq!(j["outcome"], "rolled-back");
     assert_eq!(j["regions"]["us-east-1"]["phase"], "rolled-back", "{j}");
-    assert_everywhere(&prod, "v1.1.0").await;
+    prod.assert_everywhere("v1.1.0").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,11 +87,11 @@ async fn rollback_after_a_completed_promote_returns_the_previous_version_everywh
     let prod = Prod::start(FAST, "").await;
     let (code, _, err) = prod.run(&["promote", "v1.2.0"]);
     assert_eq!(code, 0, "{err}");
-    assert_everywhere(&prod, "v1.2.0").await;
+    prod.assert_everywhere("v1.2.0").await;
     let (code, out, err) = prod.run(&["rollback"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("rolled back deployment"), "{out}");
-    assert_everywhere(&prod, "v1.1.0").await;
+    prod.assert_everywhere("v1.1.0").await;
     // A second rollback has nothing left to do.
     let (code, out, _) = prod.run(&["rollback"]);
     assert_eq!(code, 0);
@@ -145,38 +110,11 @@ async fn nothing_to_do_when_the_version_is_already_live() {
 
 /// Starts `promote v1.2.0` with a long bake and returns once us-east-1 is baking at 50%.
 fn promote_until_mid_shift(prod: &Prod) -> (Child, std::thread::JoinHandle<String>) {
-    let mut child = prod
-        .command(&["promote", "v1.2.0", "--bake", "60s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("[us-east-1] bake: 50%") {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("promote never reached 50% in us-east-1");
-    (child, reader)
-}
-
-fn signal(child: &Child, sig: &str) {
-    assert!(
-        std::process::Command::new("kill")
-            .args([format!("-{sig}"), child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    prod.spawn_until(
+        &["promote", "v1.2.0", "--bake", "60s"],
+        "[us-east-1] bake: 50%",
+        &[],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,8 +130,8 @@ async fn after_sigkill_mid_shift_rollback_restores_blue_everywhere() {
     let (code, out, err) = prod.run(&["rollback"]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(err.contains("taking the lock over"), "{err}");
-    assert_everywhere(&prod, "v1.1.0").await;
-    let j = latest(&prod).await;
+    prod.assert_everywhere("v1.1.0").await;
+    let j = prod.journal_latest().await;
     assert_eq!(j["outcome"], "rolled-back");
     assert_eq!(j["lock"], Value::Null);
 }
@@ -216,7 +154,7 @@ async fn after_sigkill_mid_shift_promote_again_explains_restarts_clean_and_promo
         err.contains("rolling it back before starting clean"),
         "{err}"
     );
-    assert_everywhere(&prod, "v1.2.0").await;
+    prod.assert_everywhere("v1.2.0").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,8 +167,8 @@ async fn sigint_mid_shift_puts_traffic_back_on_blue_before_exiting_130() {
     assert_eq!(status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     // Checked right after exit: the rollback happened before it.
-    assert_everywhere(&prod, "v1.1.0").await;
-    assert_eq!(latest(&prod).await["lock"], Value::Null);
+    prod.assert_everywhere("v1.1.0").await;
+    assert_eq!(prod.journal_latest().await["lock"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,15 +271,15 @@ async fn until_test_traffic_pauses_with_the_lock_held_and_continue_finishes() {
         .await
         .unwrap();
     assert_eq!(test.json::<Value>().await.unwrap()["version"], "v1.2.0");
-    assert!(latest(&prod).await["lock"].is_string());
+    assert!(prod.journal_latest().await["lock"].is_string());
     // Another promote meanwhile is refused by the lock.
     let (code, _, _) = prod.run(&["promote", "v1.2.0"]);
     assert_eq!(code, 4);
     let (code, out, err) = prod.run(&["continue"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("promoted"), "{out}");
-    assert_everywhere(&prod, "v1.2.0").await;
-    assert_eq!(latest(&prod).await["lock"], Value::Null);
+    prod.assert_everywhere("v1.2.0").await;
+    assert_eq!(prod.journal_latest().await["lock"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,11 +448,11 @@ async fn rollback_after_an_automatic_rollback_undoes_the_release_still_in_effect
     let prod = Prod::start(FAST, "").await;
     assert_eq!(prod.run(&["promote", "v1.2.0"]).0, 0);
     assert_eq!(prod.run(&["promote", "v1.2.1"]).0, 3);
-    assert_everywhere(&prod, "v1.2.0").await;
+    prod.assert_everywhere("v1.2.0").await;
     let (code, out, err) = prod.run(&["rollback"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("of v1.2.0"), "{out}");
-    assert_everywhere(&prod, "v1.1.0").await;
+    prod.assert_everywhere("v1.1.0").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

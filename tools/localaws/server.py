@@ -9,6 +9,8 @@ Control API (JSON):
     POST /_localaws/bootstrap    create an environment's topology (see bootstrap.py)
     POST /_localaws/scan-findings  ECR scan results for a digest: {account, region, repository, digest, counts}
     POST /_localaws/registry-events  the registries' push notifications (extension 6)
+    GET  /_localaws/requests?since=N  the AWS request log from entry N (extension 7)
+    POST /_localaws/faults       inject AWS errors into chosen calls (extension 7, see faults.py)
 Everything else is moto, including POST /moto-api/reset.
 """
 
@@ -30,6 +32,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from . import bootstrap, oci, patches, procs
+from .faults import Faults
 from .dataplane import Dataplane
 from .registry import Registries
 from .tasks import TaskRunner
@@ -46,8 +49,7 @@ class Standin:
         self.dataplane = Dataplane(settings)
         self.tasks = TaskRunner(settings, self.addresses, self.images, self.registries, self.dataplane, state_dir)
         self.endpoint = ""
-        self.requests = 0
-        self._count_lock = threading.Lock()
+        self.faults = Faults()
         self.findings: dict[tuple[str, str, str, str], dict[str, int]] = {}
         patches.install(self.addresses, self.dataplane, self.registries, self.findings)
 
@@ -57,7 +59,8 @@ class Standin:
             "endpoint": self.endpoint,
             "pid": os.getpid(),
             "state_dir": self.state_dir,
-            "aws_requests": self.requests,
+            "aws_requests": len(self.faults.log),
+            "faults": self.faults.snapshot(),
             "registries": self.registries.snapshot(),
             "dataplane": self.dataplane.snapshot(),
             "tasks": self.tasks.snapshot(),
@@ -108,7 +111,7 @@ class Standin:
         return {"ok": True}
 
     def wsgi(self) -> Callable:
-        moto_app = DomainDispatcherApplication(create_backend_app)
+        moto_app = self.faults.wrap(DomainDispatcherApplication(create_backend_app))
         routes: dict[tuple[str, str], Callable[[dict[str, Any]], Any]] = {
             ("GET", "/_localaws/status"): lambda _b: self.status(),
             ("POST", "/_localaws/images"): lambda b: self.images.register(
@@ -116,15 +119,17 @@ class Standin:
             ("POST", "/_localaws/seed"): self.seed,
             ("POST", "/_localaws/bootstrap"): lambda b: bootstrap.run(self.endpoint, b),
             ("POST", "/_localaws/scan-findings"): self.set_findings,
+            ("POST", "/_localaws/faults"): self.faults.configure,
         }
 
         def app(environ: dict[str, Any], start_response: Callable) -> Any:
             path = environ.get("PATH_INFO", "")
             if not path.startswith("/_localaws/"):
-                with self._count_lock:
-                    self.requests += 1
                 return moto_app(environ, start_response)
             req = Request(environ)
+            if (req.method, path) == ("GET", "/_localaws/requests"):
+                body = self.faults.requests(int(req.args.get("since", 0)))
+                return Response(json.dumps(body), 200, content_type="application/json")(environ, start_response)
             if (req.method, path) == ("POST", "/_localaws/registry-events"):
                 added = patches.registry_pushed(self.registries, req.args["account"], req.args["region"],
                                                 json.loads(req.get_data() or b"{}"))

@@ -404,8 +404,16 @@ impl Registry {
         let length = res.content_length();
         let counted = Arc::new(AtomicU64::new(0));
         let counter = counted.clone();
+        // Hashed on the way through: bytes that do not match the digest the source named are
+        // never committed to the target, and the error names the source that served them.
+        let hashed = Arc::new(std::sync::Mutex::new(Sha256::new()));
+        let hasher = hashed.clone();
         let stream = res.bytes_stream().inspect_ok(move |chunk| {
             counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            hasher
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .update(chunk);
         });
         let what = format!("upload {digest} to {repo}");
         let mut patch = self
@@ -424,6 +432,25 @@ impl Registry {
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map_or(upload, |l| self.absolute(l));
+        let served = format!(
+            "sha256:{:x}",
+            std::mem::take(
+                &mut *hashed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            )
+            .finalize()
+        );
+        if served != digest {
+            // Best effort: the upload would expire by itself; cancelling frees it now.
+            let _ = self.request(Method::DELETE, &location).send().await;
+            return Err(RegistryError::DigestMismatch {
+                registry: source.host().to_owned(),
+                reference: format!("blob {from_repo}@{digest}"),
+                expected: digest.to_owned(),
+                actual: served,
+            });
+        }
         let sep = if location.contains('?') { '&' } else { '?' };
         let res = self
             .send(

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -201,6 +203,37 @@ impl LocalAws {
         self.control("status", None).await
     }
 
+    /// Makes matching AWS calls fail as AWS fails them (stand-in extension 7, `faults.py`):
+    /// `{"action", "region"?, "error": "throttle"|"internal"|"unavailable", "times"?, "skip"?}`.
+    pub async fn fault(&self, spec: Value) -> Value {
+        self.control("faults", Some(spec)).await
+    }
+
+    /// The stand-in's AWS request log from entry `since`: (next index, entries with service,
+    /// action, region, status, and `injected` for the failures it made up).
+    pub async fn requests(&self, since: usize) -> (usize, Vec<Value>) {
+        let v = self.control(&format!("requests?since={since}"), None).await;
+        (
+            v["next"].as_u64().unwrap() as usize,
+            v["requests"].as_array().cloned().unwrap_or_default(),
+        )
+    }
+
+    /// The AWS calls since `since` that change something, as `Action@region`.
+    pub async fn mutations_since(&self, since: usize) -> Vec<String> {
+        let (_, log) = self.requests(since).await;
+        log.iter()
+            .filter(|e| is_mutating(e["action"].as_str().unwrap_or("")))
+            .map(|e| {
+                format!(
+                    "{}@{}",
+                    e["action"].as_str().unwrap(),
+                    e["region"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
     /// Pushes a fresh image to `account`/`region`'s registry and maps it to `argv`.
     pub async fn seed(&self, spec: Value) -> Value {
         self.control("seed", Some(spec)).await
@@ -248,6 +281,46 @@ impl Drop for LocalAws {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Sends `sig` (e.g. "KILL", "INT") to a child process.
+pub fn signal(child: &Child, sig: &str) {
+    assert!(
+        Command::new("kill")
+            .args([format!("-{sig}"), child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Whether an AWS API action changes state (by AWS's naming: every mutating action of ECS,
+/// ELBv2, ECR, DynamoDB, CloudWatch and STS starts with one of these verbs; AssumeRole does not
+/// count, it changes nothing an operator sees).
+pub fn is_mutating(action: &str) -> bool {
+    const VERBS: [&str; 16] = [
+        "Create",
+        "Modify",
+        "Put",
+        "Update",
+        "Delete",
+        "Register",
+        "Deregister",
+        "Set",
+        "Tag",
+        "Untag",
+        "Start",
+        "Stop",
+        "Run",
+        "Initiate",
+        "Complete",
+        "Upload",
+    ];
+    VERBS.iter().any(|v| action.starts_with(v))
+        || matches!(
+            action,
+            "BatchDeleteImage" | "BatchWriteItem" | "TransactWriteItems"
+        )
 }
 
 /// A region spec for bootstrap with the names every test uses.
@@ -463,6 +536,50 @@ impl Prod {
         )
     }
 
+    /// Starts `bluegreen <args>` and returns once a line of its stderr contains `marker`, with a
+    /// thread collecting the whole of stderr. Panics, with what it printed, if the line never comes.
+    pub fn spawn_until(
+        &self,
+        args: &[&str],
+        marker: &str,
+        extra_env: &[(&str, &str)],
+    ) -> (Child, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead, BufReader};
+        let mut child = self
+            .command(args)
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let marker_owned = marker.to_owned();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                all.push_str(&line);
+                all.push('\n');
+                if line.contains(&marker_owned) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+            all
+        });
+        if rx.recv_timeout(Duration::from_secs(90)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{args:?} never printed {marker:?}; it printed:\n{}",
+                reader.join().unwrap()
+            );
+        }
+        (child, reader)
+    }
+
     /// The versions the region's ALB answers over `n` requests.
     pub async fn versions(
         &self,
@@ -486,8 +603,53 @@ impl Prod {
         seen
     }
 
+    /// rollout.md's invariants for a settled environment: every region answers only `version`
+    /// and runs exactly one task set, and each of its listeners forwards to exactly the two
+    /// target groups with weights summing to 100, one of them carrying all of it.
+    pub async fn assert_everywhere(&self, version: &str) {
+        for r in PROD_REGIONS {
+            let seen = self.versions(r, 20).await;
+            assert_eq!(
+                seen.keys().collect::<Vec<_>>(),
+                vec![version],
+                "{r} answered {seen:?}"
+            );
+            let state = self.state().await;
+            let sets = state["regions"][r]["task_sets"].as_array().unwrap();
+            assert_eq!(sets.len(), 1, "{r}: {sets:?}");
+            for w in state["regions"][r]["weights"].as_array().unwrap() {
+                let w = w.as_str().unwrap();
+                assert!(
+                    w == "Some([100, 0])" || w == "Some([0, 100])",
+                    "{r}: a listener forwards with weights {w}, not all to one of the two groups"
+                );
+            }
+        }
+    }
+
+    /// The newest promote in the journal (outcome, regions) and who holds the lock.
+    pub async fn journal_latest(&self) -> Value {
+        let ddb = aws_sdk_dynamodb::Client::new(&self.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
+        let journal =
+            bluegreen::aws::lock::Journal::new(ddb.clone(), "bluegreen-prod", "us-east-1", "prod");
+        let lock = bluegreen::aws::lock::Lock::new(
+            ddb,
+            "bluegreen-prod",
+            "us-east-1",
+            "prod",
+            Duration::from_secs(3),
+        );
+        let history = journal.history(5).await.unwrap();
+        let promote = history.iter().find(|r| r.kind == "promote");
+        json!({
+            "outcome": promote.and_then(|r| r.outcome.clone()),
+            "regions": promote.map(|r| serde_json::to_value(&r.regions).unwrap()),
+            "lock": lock.holder().await.unwrap().map(|h| h.deployment),
+        })
+    }
+
     /// Everything a command could change, for before/after comparisons: weights, task sets,
-    /// lock, journal size, ECR images in the target account.
+    /// task definitions, lock, journal size, ECR images in the target account.
     pub async fn state(&self) -> Value {
         let mut regions = serde_json::Map::new();
         for r in PROD_REGIONS {
@@ -546,9 +708,17 @@ impl Prod {
                 .await
                 .map(|o| o.image_details().len())
                 .unwrap_or(0);
+            let task_definitions = ecs
+                .list_task_definitions()
+                .send()
+                .await
+                .unwrap()
+                .task_definition_arns()
+                .to_vec();
             regions.insert(
                 r.into(),
-                json!({"weights": weights, "task_sets": task_sets, "images": images}),
+                json!({"weights": weights, "task_sets": task_sets, "images": images,
+                       "task_definitions": task_definitions}),
             );
         }
         let ddb = aws_sdk_dynamodb::Client::new(&self.aws.sdk_as(ACCOUNT_B, "us-east-1").await);

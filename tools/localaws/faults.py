@@ -1,0 +1,159 @@
+"""Extension 7: the request log and injected AWS errors.
+
+Every AWS API request the stand-in answers is logged with its service, action, region (from the
+SigV4 credential scope, as AWS routes it) and HTTP status, so tests and benchmarks can count calls
+(`GET /_localaws/requests?since=N`).
+
+Faults (`POST /_localaws/faults`) make chosen calls fail the way AWS fails them, before moto sees
+them, so a failed mutation never half-happens:
+
+    {"action": "ModifyListener", "region": "eu-west-1", "error": "throttle", "times": 3, "skip": 0}
+
+- `action`: the API action (`CreateTaskSet`, `ModifyListener`, `PutItem`, ...), or `*` for all.
+- `region`: only requests signed for this region (optional).
+- `error`: `throttle` (HTTP 400, the service's throttling code), `internal` (HTTP 500, the service's
+  internal error code) or `unavailable` (HTTP 503).
+- `times`: how many matching requests fail (default 1); `skip`: how many pass first (default 0).
+- `{"clear": true}` removes every fault.
+
+Error bodies are in each protocol's shape: JSON protocols (ECS, ECR, DynamoDB: `X-Amz-Target`)
+answer `{"__type": code, "message": ...}`; query protocols (ELBv2, STS, CloudWatch) answer the
+`<ErrorResponse>` XML document. The SDK classifies them exactly as it would AWS's.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import time
+import uuid
+from typing import Any, Callable
+from urllib.parse import parse_qs
+
+# Per error kind: HTTP status, code for JSON protocols, code for query (XML) protocols.
+_KINDS = {
+    "throttle": (400, "ThrottlingException", "Throttling", "Rate exceeded"),
+    "internal": (500, "InternalFailure", "InternalFailure", "We encountered an internal error. Please try again."),
+    "unavailable": (503, "ServiceUnavailableException", "ServiceUnavailable", "Service is unavailable. Please try again."),
+}
+_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+_LOG_LIMIT = 500_000
+
+
+def describe(environ: dict[str, Any]) -> tuple[str, str, str]:
+    """(service, action, region) of one AWS request; reads and restores the body when it must."""
+    service = region = "?"
+    m = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if m:
+        region, service = m.group(1), m.group(2)
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return service, target.rsplit(".", 1)[-1], region
+    action = parse_qs(environ.get("QUERY_STRING", "")).get("Action", [""])[0]
+    if not action and environ.get("REQUEST_METHOD") == "POST":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+    return service, action or "?", region
+
+
+class Fault:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.action = str(spec["action"])
+        self.region = spec.get("region")
+        self.error = str(spec.get("error", "internal"))
+        if self.error not in _KINDS:
+            raise ValueError(f"error must be one of {sorted(_KINDS)}, not {self.error!r}")
+        self.times = int(spec.get("times", 1))
+        self.skip = int(spec.get("skip", 0))
+        self.injected = 0
+
+    def matches(self, action: str, region: str) -> bool:
+        return (self.action in ("*", action)) and (self.region in (None, region))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"action": self.action, "region": self.region, "error": self.error,
+                "times": self.times, "skip": self.skip, "injected": self.injected}
+
+
+class Faults:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self.log: list[dict[str, Any]] = []
+
+    def configure(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            if body.get("clear"):
+                self._faults.clear()
+            else:
+                self._faults.append(Fault(body))
+            return {"faults": [f.snapshot() for f in self._faults]}
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [f.snapshot() for f in self._faults]
+
+    def requests(self, since: int) -> dict[str, Any]:
+        with self._lock:
+            return {"next": len(self.log), "requests": self.log[since:]}
+
+    def _pick(self, action: str, region: str) -> Fault | None:
+        with self._lock:
+            for f in self._faults:
+                if f.matches(action, region):
+                    if f.skip > 0:
+                        f.skip -= 1
+                        continue
+                    if f.injected < f.times:
+                        f.injected += 1
+                        return f
+            return None
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            if len(self.log) < _LOG_LIMIT:
+                self.log.append(entry)
+
+    def wrap(self, app: Callable) -> Callable:
+        """The WSGI app in front of moto: logs every request, fails the ones a fault matches."""
+
+        def handle(environ: dict[str, Any], start_response: Callable) -> Any:
+            service, action, region = describe(environ)
+            entry = {"t": time.time(), "service": service, "action": action, "region": region, "status": 0}
+            fault = self._pick(action, region)
+            if fault is not None:
+                entry["status"] = _KINDS[fault.error][0]
+                entry["injected"] = fault.error
+                self._record(entry)
+                return _error(environ, fault.error, start_response)
+
+            def recording_start(status: str, headers: list, exc_info: Any = None) -> Any:
+                entry["status"] = int(status.split(" ", 1)[0])
+                return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+            self._record(entry)
+            return app(environ, recording_start)
+
+        return handle
+
+
+def _error(environ: dict[str, Any], kind: str, start_response: Callable) -> list[bytes]:
+    status, json_code, query_code, message = _KINDS[kind]
+    request_id = str(uuid.uuid4())
+    reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        body = json.dumps({"__type": json_code, "message": message}).encode()
+        headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", json_code),
+                   ("x-amzn-RequestId", request_id)]
+    else:
+        side = "Sender" if status < 500 else "Receiver"
+        body = (f"<ErrorResponse><Error><Type>{side}</Type><Code>{query_code}</Code>"
+                f"<Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
+        headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
+    headers.append(("Content-Length", str(len(body))))
+    start_response(f"{status} {reason}", headers)
+    return [body]
