@@ -55,12 +55,6 @@ impl Service {
         on.sort_by_key(|t| t.status != "PRIMARY");
         on.first().copied()
     }
-
-    pub fn by_external_id(&self, id: &str) -> Option<&TaskSet> {
-        self.task_sets
-            .iter()
-            .find(|t| t.external_id.as_deref() == Some(id))
-    }
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -369,7 +363,12 @@ pub async fn ensure_task_set(
     port: i32,
     scale: f64,
 ) -> Result<Ensure, EcsError> {
-    if let Some(existing) = service.by_external_id(deployment) {
+    // Only this deployment's task set on this target group: a rollback within the same run
+    // creates the previous release under the same id, on the other colour.
+    if let Some(existing) = service.task_sets.iter().find(|t| {
+        t.external_id.as_deref() == Some(deployment)
+            && t.target_group.as_deref() == Some(target_group)
+    }) {
         return Ok(Ensure::Reused(existing.clone()));
     }
     let out = c

@@ -56,13 +56,13 @@ pub struct CallError {
 impl CallError {
     pub fn new<E>(call: &'static str, region: &str, err: &E) -> Self
     where
-        E: ProvideErrorMetadata + std::error::Error,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         let code = err.code().map(str::to_owned);
         let message = match (err.code(), err.message()) {
             (Some(c), Some(m)) => format!("{c}: {m}"),
             (Some(c), None) => c.to_owned(),
-            _ => DisplayErrorContext(err).to_string(),
+            _ => transport_message(err),
         };
         Self {
             call,
@@ -74,6 +74,28 @@ impl CallError {
 
     pub fn is(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
+    }
+}
+
+/// An error without a service answer (connection refused, timeout, DNS): its causes in one
+/// line, without the SDK's debug dump, saying plainly when AWS could not be reached.
+fn transport_message(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    let chain = parts.join(": ");
+    if chain.starts_with("dispatch failure") {
+        format!("cannot reach the AWS endpoint ({chain}); check the network and AWS_ENDPOINT_URL")
+    } else if chain.is_empty() {
+        DisplayErrorContext(err).to_string()
+    } else {
+        chain
     }
 }
 

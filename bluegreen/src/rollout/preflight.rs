@@ -23,6 +23,8 @@ pub struct RegionState {
     pub live_release: Release,
     /// Healthy targets of the live colour at the start: the new colour must reach at least this.
     pub live_healthy: usize,
+    /// Other runs' task sets on the idle colour, carrying no traffic (see `inspect`).
+    pub leftovers: Vec<TaskSet>,
 }
 
 impl RegionState {
@@ -80,24 +82,18 @@ pub async fn inspect(
             plan.service, env.plan.env
         )
     })?;
-    if let Some(stray) = service.task_sets.iter().find(|t| {
-        t.target_group.as_deref() == Some(idle_tg.as_str())
-            && t.external_id.as_deref() != Some(deployment)
-    }) {
-        return Err(format!(
-            "task set {} on the idle {} target group in {region} is left over from {}; run \
-             `bluegreen rollback -e {}` to clean it up first",
-            stray.id,
-            live.other(),
-            stray
-                .external_id
-                .as_deref()
-                .map_or("another deployment".to_owned(), |d| format!(
-                    "deployment {d}"
-                )),
-            env.plan.env
-        ));
-    }
+    // Task sets on the idle colour from other runs (a run that stopped during cleanup, or a
+    // manual one): they carry no traffic, and the deployment removes them under its lock.
+    let leftovers: Vec<ecs::TaskSet> = service
+        .task_sets
+        .iter()
+        .filter(|t| {
+            t.target_group.as_deref() == Some(idle_tg.as_str())
+                && t.external_id.as_deref() != Some(deployment)
+                && weights.of(live.other()) == 0
+        })
+        .cloned()
+        .collect();
     let live_release = ecs::release_of(
         &c,
         &live_task_set.task_definition,
@@ -118,6 +114,7 @@ pub async fn inspect(
         live_task_set,
         live_release,
         live_healthy: health.healthy,
+        leftovers,
     })
 }
 

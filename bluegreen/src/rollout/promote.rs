@@ -11,6 +11,7 @@ use super::preflight::{self, RegionState};
 use super::region::{self, Ended, Run, Stop, Tracker, Until};
 use super::rollback;
 use super::{Env, Error, heartbeat, validate_version};
+use crate::aws::ecs;
 use crate::aws::elb::Colour;
 use crate::aws::lock::{self, Record, RegionRecord};
 use crate::aws::registry::{self, Registry, RegistryError, SourceImage};
@@ -167,17 +168,20 @@ pub async fn promote(
         ),
     );
 
-    if let Some(h) = env
+    // An expired holder is a run that died; its lock is taken over below, or cleared when
+    // there turns out to be nothing to do.
+    let stale = env
         .lock
         .holder()
         .await
-        .map_err(|e| Error::Failed(e.to_string()))?
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    if let Some(h) = &stale
         && !h.expired(lock::now_ms())
     {
         return Err(Error::LockHeld(Box::new(
             crate::aws::lock::LockError::Held {
                 env: env.plan.env.clone(),
-                holder: h,
+                holder: h.clone(),
             },
         )));
     }
@@ -235,10 +239,31 @@ pub async fn promote(
             )));
         }
     }
+    check_target_tags(env, &states, &image).await?;
     if states
         .iter()
         .all(|s| s.live_digest() == Some(image.digest()))
     {
+        if let Some(h) = stale {
+            // Only that dead run's lock: the delete is conditional on its deployment id.
+            env.lock.release(&h.deployment).await?;
+            rep.event(
+                None,
+                "lock",
+                format!(
+                    "removed the expired lock left by deployment {}",
+                    h.deployment
+                ),
+            );
+        }
+        if states.iter().any(|s| !s.leftovers.is_empty()) {
+            env.lock
+                .acquire(&env.deployment, &env.identity.arn, &opts.version)
+                .await?;
+            let removed = remove_leftovers(env, &states).await;
+            let _ = env.lock.release(&env.deployment).await;
+            removed?;
+        }
         return Ok(PromoteResult {
             env: env.plan.env.clone(),
             deployment: env.deployment.clone(),
@@ -255,6 +280,10 @@ pub async fn promote(
     env.lock
         .acquire(&env.deployment, &env.identity.arn, &opts.version)
         .await?;
+    if let Err(e) = remove_leftovers(env, &states).await {
+        let _ = env.lock.release(&env.deployment).await;
+        return Err(e);
+    }
     let tracker = Tracker::new(
         env.journal.clone(),
         record_for(env, &opts.version, image.digest(), &states),
@@ -264,6 +293,84 @@ pub async fn promote(
         env, &tracker, &image, states, opts.until, interrupt, started,
     )
     .await
+}
+
+/// Tags are immutable: a target registry where the tag already names another digest refuses
+/// the promote here, before anything changes, rather than in the middle of the copy.
+async fn check_target_tags(
+    env: &Env,
+    states: &[RegionState],
+    image: &SourceImage,
+) -> Result<(), Error> {
+    let repo = &env.plan.repository;
+    let found = futures_util::future::join_all(states.iter().map(|s| async move {
+        let target = Registry::from_ecr(&s.c.ecr, s.name(), env.http.clone()).await?;
+        let existing = target.manifest(repo, &image.tag).await?;
+        Ok::<_, RegistryError>((s.name(), target, existing.map(|m| m.digest)))
+    }))
+    .await;
+    let mut conflicts = Vec::new();
+    for f in found {
+        match f {
+            Ok((r, target, Some(d))) if d != image.digest() => {
+                conflicts.push(format!("{r} ({}) has {d}", target.host()));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::Refused(format!(
+                    "preflight refused; nothing was changed: {e}"
+                )));
+            }
+        }
+    }
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "{repo}:{tag} already exists in the target with another digest than the source's {}: {}; \
+         tags are immutable, so release a new version instead of re-using {tag}",
+        image.digest(),
+        conflicts.join(", "),
+        tag = image.tag
+    )))
+}
+
+/// Removes other runs' task sets on the idle colour (`RegionState::leftovers`: no traffic),
+/// saying each; the caller holds the lock.
+async fn remove_leftovers(env: &Env, states: &[RegionState]) -> Result<(), Error> {
+    let mut failed = Vec::new();
+    for s in states {
+        for t in &s.leftovers {
+            let done = async {
+                ecs::scale(&s.c, &s.plan.cluster, &s.plan.service, &t.arn, 0.0).await?;
+                ecs::delete(&s.c, &s.plan.cluster, &s.plan.service, &t.arn).await
+            }
+            .await;
+            match done {
+                Ok(()) => env.reporter.event(
+                    Some(s.name()),
+                    "cleanup",
+                    format!(
+                        "removed task set {} left on the idle {} colour by {} (no traffic)",
+                        t.id,
+                        s.idle(),
+                        t.external_id
+                            .as_deref()
+                            .map_or("another run".to_owned(), |d| format!("deployment {d}"))
+                    ),
+                ),
+                Err(e) => failed.push(format!("{}: {e}", s.name())),
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Failed(format!(
+            "removing task sets left on the idle colour failed: {}",
+            failed.join("; ")
+        )))
+    }
 }
 
 /// `bluegreen continue`: resumes the paused or unfinished promote in the journal.
@@ -301,6 +408,22 @@ pub async fn resume(
             return Err(e);
         }
     };
+    // A paused deployment's idle colour is its own; anything else there is not ours to judge.
+    if let Some((s, t)) = states
+        .iter()
+        .find_map(|s| s.leftovers.first().map(|t| (s, t)))
+    {
+        let _ = env.lock.release(&env.deployment).await;
+        return Err(Error::Refused(format!(
+            "task set {} on the idle {} target group in {} is not deployment {}'s; run \
+             `bluegreen rollback -e {}` to abandon the deployment instead",
+            t.id,
+            s.idle(),
+            s.name(),
+            record.id,
+            env.plan.env
+        )));
+    }
     env.reporter.event(
         None,
         "continue",
@@ -565,13 +688,11 @@ async fn execute(
     }
 
     // 3. Every wave done: the previous task sets go.
+    let mut left = Vec::new();
     for s in &states {
         if let Err(e) = region::cleanup(env, tracker, s).await {
-            rep.warn(
-                Some(s.name()),
-                "cleanup",
-                format!("{e}; the previous task set stays (harmless, scaled to 0 or idle)"),
-            );
+            rep.warn(Some(s.name()), "cleanup", &e);
+            left.push(format!("{}: {e}", s.name()));
         }
     }
     let _ = tracker
@@ -583,6 +704,18 @@ async fn execute(
         .await;
     finish(beat, watcher);
     let _ = env.lock.release(&env.deployment).await;
+    if !left.is_empty() {
+        // The release is live; only the old task sets remain. Not exit 0: promote's promise is
+        // one task set per region.
+        return Err(Error::Failed(format!(
+            "{version} serves 100% everywhere, but removing the previous task set failed ({}); \
+             it stays idle on the other colour; run `bluegreen promote {version} -e {env}` again \
+             to remove it",
+            left.join("; "),
+            version = image.tag,
+            env = env.plan.env
+        )));
+    }
     Ok(result(
         env, tracker, image, &states, "promoted", blobs, bytes, started,
     )

@@ -283,6 +283,23 @@ impl Drop for LocalAws {
     }
 }
 
+/// Each listener's forward weights in region `r` of a `Prod::state()`, in target group order.
+pub fn listener_weights(state: &Value, r: &str) -> Vec<Vec<i64>> {
+    state["regions"][r]["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            w.as_str()
+                .unwrap()
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|n| !n.is_empty())
+                .map(|n| n.parse().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
 /// Sends `sig` (e.g. "KILL", "INT") to a child process.
 pub fn signal(child: &Child, sig: &str) {
     assert!(
@@ -510,10 +527,16 @@ impl Prod {
 
     /// `bluegreen <args> -e prod` with the stand-in as AWS; never reaches beyond loopback.
     pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command_raw(args);
+        cmd.args(["-e", "prod", "--config-dir"])
+            .arg(&self.config_dir);
+        cmd
+    }
+
+    /// `bluegreen <args>` exactly, with the same environment as `command`.
+    pub fn command_raw(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_bluegreen"));
         cmd.args(args)
-            .args(["-e", "prod", "--config-dir"])
-            .arg(&self.config_dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AWS_ENDPOINT_URL", &self.aws.endpoint)
@@ -561,10 +584,10 @@ impl Prod {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 all.push_str(&line);
                 all.push('\n');
-                if line.contains(&marker_owned) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(());
-                    }
+                if line.contains(&marker_owned)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(());
                 }
             }
             all
@@ -617,11 +640,10 @@ impl Prod {
             let state = self.state().await;
             let sets = state["regions"][r]["task_sets"].as_array().unwrap();
             assert_eq!(sets.len(), 1, "{r}: {sets:?}");
-            for w in state["regions"][r]["weights"].as_array().unwrap() {
-                let w = w.as_str().unwrap();
+            for w in listener_weights(&state, r) {
                 assert!(
-                    w == "Some([100, 0])" || w == "Some([0, 100])",
-                    "{r}: a listener forwards with weights {w}, not all to one of the two groups"
+                    w == [100, 0] || w == [0, 100],
+                    "{r}: a listener forwards with weights {w:?}, not all to one of the two groups"
                 );
             }
         }

@@ -1,0 +1,269 @@
+//! The fault matrix: the CLI killed at every phase, AWS errors injected into every mutating
+//! call, AWS unreachable mid-promote, and a registry serving the wrong bytes. After each, the
+//! invariants of rollout.md hold.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+/// Three weight steps and one-second bakes: every phase lasts long enough to be killed in.
+const STRATEGY: &str = "steps = [10, 50, 100]\nbake = \"1s\"\nfinal_bake = \"1s\"\npoll = \"100ms\"\nready_timeout = \"30s\"\nscan_threshold = \"CRITICAL\"";
+
+/// Every production and test listener forwards to exactly two target groups, weights summing
+/// to 100: true at every instant, including right after a crash.
+async fn assert_weights_whole(prod: &Prod, when: &str) {
+    let state = prod.state().await;
+    for r in PROD_REGIONS {
+        for w in listener_weights(&state, r) {
+            assert!(
+                w.len() == 2 && w.iter().sum::<i64>() == 100,
+                "{when}: {r} has a listener forwarding {w:?}"
+            );
+        }
+    }
+}
+
+/// `promote v1.2.0` until it runs, waiting out the dead run's lease (exit 4) first.
+fn promote_when_unlocked(prod: &Prod) -> (i32, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
+        if code == 4 && err.contains("is locked by deployment") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        return (code, out, err);
+    }
+}
+
+/// Kills `promote v1.2.0` with SIGKILL once it prints `marker`, then: `rollback` restores
+/// v1.1.0 everywhere; killed again at the same point, `promote` again finishes v1.2.0.
+async fn killed_at(marker: &str) {
+    let prod = Prod::start(STRATEGY, "").await;
+
+    let (mut child, _) = prod.spawn_until(&["promote", "v1.2.0"], marker, &[]);
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    assert_weights_whole(&prod, &format!("killed at {marker:?}")).await;
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(
+        code, 0,
+        "rollback after a kill at {marker:?}:\n{out}\n{err}"
+    );
+    prod.assert_everywhere("v1.1.0").await;
+    assert_eq!(prod.journal_latest().await["lock"], Value::Null, "{err}");
+
+    let (mut child, _) = prod.spawn_until(&["promote", "v1.2.0"], marker, &[]);
+    signal(&child, "KILL");
+    child.wait().unwrap();
+    assert_weights_whole(&prod, &format!("killed again at {marker:?}")).await;
+    let (code, out, err) = promote_when_unlocked(&prod);
+    assert_eq!(
+        code, 0,
+        "promote again after a kill at {marker:?}:\n{out}\n{err}"
+    );
+    prod.assert_everywhere("v1.2.0").await;
+    let j = prod.journal_latest().await;
+    assert_eq!(j["outcome"], "promoted", "{err}");
+    assert_eq!(j["lock"], Value::Null, "{err}");
+}
+
+macro_rules! kill_matrix {
+    ($($name:ident: $marker:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            killed_at($marker).await;
+        }
+    )*};
+}
+
+kill_matrix! {
+    sigkill_during_copy: "copy: hello@";
+    sigkill_after_the_task_set_is_created: "[us-east-1] task-set: created";
+    sigkill_while_waiting_for_ready: "[us-east-1] ready: task set";
+    sigkill_on_test_traffic: "[us-east-1] test-traffic:";
+    sigkill_at_the_10_percent_step: "[us-east-1] bake: 10%";
+    sigkill_at_the_50_percent_step: "[us-east-1] bake: 50%";
+    sigkill_in_the_final_bake: "[us-east-1] final-bake: 100%";
+    sigkill_mid_shift_in_wave_two: "[eu-west-1] bake: 50%";
+    sigkill_during_cleanup: "[us-east-1] cleanup:";
+}
+
+/// AWS fails `action` in `region` twice with throttling and, with three attempts allowed, the
+/// promote goes through; then it fails it three times with 500s and the deployment is rolled
+/// back everywhere, named by call and region.
+async fn injected(action: &str, region: &str, skip: u32) {
+    let prod = Prod::start(STRATEGY, "").await;
+    let attempts = [("BLUEGREEN_AWS_MAX_ATTEMPTS", "3")];
+
+    // Throttled twice, third attempt lands.
+    prod.aws
+        .fault(serde_json::json!({"action": action, "region": region, "error": "throttle", "times": 2, "skip": skip}))
+        .await;
+    let (since, _) = prod.aws.requests(0).await;
+    let out = prod
+        .command(&["promote", "v1.2.0"])
+        .envs(attempts)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{action} throttled twice:\n{err}"
+    );
+    let (_, log) = prod.aws.requests(since).await;
+    let tries: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["action"] == action && e["region"] == region)
+        .collect();
+    let first = tries
+        .iter()
+        .position(|e| e["injected"] == "throttle")
+        .unwrap_or_else(|| panic!("{action}: never throttled: {tries:?}"));
+    assert!(
+        tries.len() >= first + 3
+            && tries[first + 1]["injected"] == "throttle"
+            && tries[first + 2]["status"] == 200,
+        "{action}: not retried to success: {tries:?}"
+    );
+    // Backoff: the retries are spaced, not fired back to back.
+    let gap = tries[first + 2]["t"].as_f64().unwrap() - tries[first]["t"].as_f64().unwrap();
+    assert!(gap > 0.05, "{action}: retried within {gap:.3}s: no backoff");
+    prod.assert_everywhere("v1.2.0").await;
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    prod.assert_everywhere("v1.1.0").await;
+
+    // 500s until the retries give up.
+    prod.aws
+        .fault(serde_json::json!({"action": action, "region": region, "error": "internal", "times": 3, "skip": skip}))
+        .await;
+    let out = prod
+        .command(&["promote", "v1.2.0"])
+        .envs(attempts)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{action} failing: exit 3, failed and rolled back:\n{err}"
+    );
+    assert!(
+        err.contains(&format!("error: {region}: {action}"))
+            && err.contains(&format!("in {region} failed: InternalFailure")),
+        "the error names the call and region:\n{err}"
+    );
+    assert_weights_whole(&prod, &format!("after {action} gave up")).await;
+    prod.assert_everywhere("v1.1.0").await;
+    let j = prod.journal_latest().await;
+    assert_eq!(j["outcome"], "rolled-back", "{err}");
+    assert_eq!(j["lock"], Value::Null, "{err}");
+}
+
+macro_rules! fault_matrix {
+    ($($name:ident: $action:expr, $region:expr, $skip:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            injected($action, $region, $skip).await;
+        }
+    )*};
+}
+
+fault_matrix! {
+    register_task_definition_failing_in_wave_two: "RegisterTaskDefinition", "eu-west-1", 0;
+    create_task_set_failing_in_wave_two: "CreateTaskSet", "eu-west-1", 0;
+    test_listener_change_failing_in_wave_two: "ModifyListener", "eu-west-1", 0;
+    weight_step_failing_in_wave_two: "ModifyListener", "eu-west-1", 2;
+    update_service_primary_task_set_failing_in_wave_two: "UpdateServicePrimaryTaskSet", "ap-southeast-2", 0;
+    // The first PutItem is the lock; the sixth a journal write mid-shift in wave one.
+    journal_write_failing_mid_shift: "PutItem", "us-east-1", 5;
+}
+
+/// Removing the previous task set fails after every wave is done: the release stays live, the
+/// promote says so and exits 1 (not 0: promote promises one task set per region), and promoting
+/// the same version again removes the leftover.
+async fn cleanup_failing(action: &str) {
+    let prod = Prod::start(STRATEGY, "").await;
+    prod.aws
+        .fault(serde_json::json!({"action": action, "region": "ap-southeast-2", "error": "internal", "times": 3}))
+        .await;
+    let out = prod
+        .command(&["promote", "v1.2.0"])
+        .env("BLUEGREEN_AWS_MAX_ATTEMPTS", "3")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{action} in ap-southeast-2 failed"))
+            && err.contains("v1.2.0 serves 100% everywhere")
+            && err.contains("run `bluegreen promote v1.2.0 -e prod` again"),
+        "{err}"
+    );
+    for r in PROD_REGIONS {
+        assert_eq!(
+            prod.versions(r, 10).await.keys().collect::<Vec<_>>(),
+            vec!["v1.2.0"]
+        );
+    }
+    assert_weights_whole(&prod, "after cleanup failed").await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("[ap-southeast-2] cleanup: removed task set"),
+        "{err}"
+    );
+    prod.assert_everywhere("v1.2.0").await;
+    assert_eq!(prod.journal_latest().await["lock"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_the_previous_task_set_down_failing_in_cleanup() {
+    cleanup_failing("UpdateTaskSet").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_previous_task_set_failing_in_cleanup() {
+    cleanup_failing("DeleteTaskSet").await;
+}
+
+/// AWS stops answering at the 10% step (the stand-in's port closed and every connection cut,
+/// state kept, as when AWS's endpoint is unreachable from the runner): the promote fails with a
+/// clear error that says what to run, and once AWS answers again `rollback` restores v1.1.0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_unreachable_mid_promote_then_rollback_restores() {
+    let prod = Prod::start(STRATEGY, "").await;
+    let upstream = prod.aws.endpoint.trim_start_matches("http://").to_owned();
+    let proxy = support::proxy::Proxy::start(&upstream);
+    let url = proxy.url();
+    let (mut child, reader) = prod.spawn_until(
+        &["promote", "v1.2.0"],
+        "[us-east-1] bake: 10%",
+        &[("AWS_ENDPOINT_URL", url.as_str())],
+    );
+    proxy.stop();
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot reach the AWS endpoint"), "{err}");
+    assert!(
+        err.contains("bluegreen rollback -e prod"),
+        "says what to run:\n{err}"
+    );
+    eprintln!("----- what the operator saw -----\n{err}");
+    proxy.resume();
+    let out = prod
+        .command(&["rollback"])
+        .env("AWS_ENDPOINT_URL", &url)
+        .output()
+        .unwrap();
+    let rb = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{rb}");
+    prod.assert_everywhere("v1.1.0").await;
+    assert_eq!(prod.journal_latest().await["lock"], Value::Null);
+}
