@@ -128,7 +128,7 @@ async fn bad_command_lines_and_versions_are_refused_with_exit_2() {
         (
             "continue with nothing paused",
             &["continue"],
-            &["nothing to continue"],
+            &["prod has no paused or unfinished promote to continue"],
         ),
     ];
     for (case, args, says) in cases {
@@ -344,7 +344,11 @@ async fn listeners_in_a_state_bluegreen_did_not_leave_are_refused() {
         (
             "weights not summing to 100",
             weighted(30, 30),
-            &["eu-west-1", "100"],
+            &[
+                "weights blue 30 / green 30",
+                "in eu-west-1",
+                "do not sum to 100",
+            ],
         ),
         ("listener not weighted", plain, &["eu-west-1", "weighted"]),
     ];
@@ -472,11 +476,28 @@ async fn gates_and_credentials_refuse_before_anything_changes() {
     let mut none = prod.command(&["promote", "v1.2.0"]);
     none.env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY");
-    refused(&prod, "no credentials", none, 2, &["credentials"]).await;
-    // A profile that does not exist.
+    refused(
+        &prod,
+        "no credentials",
+        none,
+        2,
+        &["no usable AWS credentials", "check the credentials"],
+    )
+    .await;
+    // A profile that does not exist, and nothing else to go on.
     let mut profile = prod.command(&["promote", "v1.2.0"]);
-    profile.env("AWS_PROFILE", "nonesuch");
-    refused(&prod, "unknown profile", profile, 2, &["nonesuch"]).await;
+    profile
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_PROFILE", "nonesuch");
+    refused(
+        &prod,
+        "unknown profile",
+        profile,
+        2,
+        &["no usable AWS credentials with profile \"nonesuch\""],
+    )
+    .await;
     // Credentials for the wrong account: the file names no role, so the caller must already be
     // in account 222222222222; moto's default caller is 123456789012.
     let _edit = Edited::new(

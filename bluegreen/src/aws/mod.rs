@@ -90,7 +90,12 @@ fn transport_message(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     let chain = parts.join(": ");
-    if chain.starts_with("dispatch failure") {
+    if chain.contains("loading credentials") {
+        let profile = std::env::var("AWS_PROFILE")
+            .map(|p| format!(" with profile {p:?} (AWS_PROFILE)"))
+            .unwrap_or_default();
+        format!("no usable AWS credentials{profile} ({chain})")
+    } else if chain.starts_with("dispatch failure") {
         format!("cannot reach the AWS endpoint ({chain}); check the network and AWS_ENDPOINT_URL")
     } else if chain.is_empty() {
         DisplayErrorContext(err).to_string()

@@ -60,6 +60,14 @@ pub async fn inspect(
     let weights = elb::weights(&c, &topo, plan)
         .await
         .map_err(|e| e.to_string())?;
+    if weights.blue + weights.green != 100 {
+        return Err(format!(
+            "the production listener on port {} in {region} forwards with weights {weights}, which \
+             do not sum to 100; bluegreen never leaves a listener so, so someone changed it by hand: \
+             set it back to 100/0 on the colour that should serve, then retry",
+            plan.listener_port
+        ));
+    }
     let live = match previous.or(weights.live()) {
         Some(colour) => colour,
         None => {
