@@ -12,6 +12,9 @@ localaws: ## The local AWS stand-in in the foreground (PORT=4566)
 
 bench: ## Benchmarks; results land in bench/results/
 	@bash bench/service.sh
+	@bash bench/localaws.sh
+	@bash bench/promotion.sh
+	@bash bench/rollout.sh
 
 fmt:
 	@cargo fmt --all

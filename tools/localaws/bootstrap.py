@@ -67,8 +67,10 @@ def _region(endpoint: str, account: str, spec: dict[str, Any], r: dict[str, Any]
     port = int(r.get("container_port", 8080))
 
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{region}{az}")
-               ["Subnet"]["SubnetId"] for i, az in enumerate("ab")]
+    # The region's first two zones, as Terraform's data source picks them (not every region has "b").
+    zones = sorted(z["ZoneName"] for z in ec2.describe_availability_zones()["AvailabilityZones"])[:2]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=az)
+               ["Subnet"]["SubnetId"] for i, az in enumerate(zones)]
     sg = ec2.create_security_group(GroupName=f"{r['load_balancer']}-alb", Description="alb", VpcId=vpc)["GroupId"]
     lb = elb.create_load_balancer(Name=r["load_balancer"], Subnets=subnets, SecurityGroups=[sg],
                                   Scheme="internet-facing", Type="application")["LoadBalancers"][0]

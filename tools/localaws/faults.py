@@ -1,7 +1,8 @@
 """Extension 7: the request log and injected AWS errors.
 
 Every AWS API request the stand-in answers is logged with its service, action, region (from the
-SigV4 credential scope, as AWS routes it) and HTTP status, so tests and benchmarks can count calls
+SigV4 credential scope, as AWS routes it), HTTP status, arrival time `t` and answer time `done`
+(and `listener` for ELBv2 calls naming one), so tests and benchmarks can count and time calls
 (`GET /_localaws/requests?since=N`).
 
 Faults (`POST /_localaws/faults`) make chosen calls fail the way AWS fails them, before moto sees
@@ -42,22 +43,24 @@ _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_requ
 _LOG_LIMIT = 500_000
 
 
-def describe(environ: dict[str, Any]) -> tuple[str, str, str]:
-    """(service, action, region) of one AWS request; reads and restores the body when it must."""
+def describe(environ: dict[str, Any]) -> tuple[str, str, str, str | None]:
+    """(service, action, region, ListenerArn if any) of one AWS request; reads and restores the
+    body of query-protocol requests."""
     service = region = "?"
     m = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     if m:
         region, service = m.group(1), m.group(2)
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if target:
-        return service, target.rsplit(".", 1)[-1], region
-    action = parse_qs(environ.get("QUERY_STRING", "")).get("Action", [""])[0]
-    if not action and environ.get("REQUEST_METHOD") == "POST":
+        return service, target.rsplit(".", 1)[-1], region, None
+    params = parse_qs(environ.get("QUERY_STRING", ""))
+    if environ.get("REQUEST_METHOD") == "POST":
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
-        action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
-    return service, action or "?", region
+        params.update(parse_qs(body.decode("utf-8", "replace")))
+    action = params.get("Action", ["?"])[0]
+    return service, action, region, params.get("ListenerArn", [None])[0]
 
 
 class Fault:
@@ -122,8 +125,10 @@ class Faults:
         """The WSGI app in front of moto: logs every request, fails the ones a fault matches."""
 
         def handle(environ: dict[str, Any], start_response: Callable) -> Any:
-            service, action, region = describe(environ)
+            service, action, region, listener = describe(environ)
             entry = {"t": time.time(), "service": service, "action": action, "region": region, "status": 0}
+            if listener:
+                entry["listener"] = listener
             fault = self._pick(action, region)
             if fault is not None:
                 entry["status"] = _KINDS[fault.error][0]
@@ -136,7 +141,9 @@ class Faults:
                 return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
             self._record(entry)
-            return app(environ, recording_start)
+            body = app(environ, recording_start)
+            entry["done"] = time.time()  # moto answers synchronously: its work is done here
+            return body
 
         return handle
 

@@ -124,6 +124,16 @@ pub struct CopyReport {
     pub bytes_copied: u64,
 }
 
+/// The HTTP client for registries: connecting is bounded, and so is any single read stalling,
+/// but not a whole transfer, which for a large layer may rightly take minutes.
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(60))
+        .pool_max_idle_per_host(16)
+        .build()
+}
+
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }

@@ -134,15 +134,17 @@ fn judge(h: &elb::HealthSummary, s: &RegionState, colour: Colour) -> Result<(), 
     }
 }
 
-/// One evaluation during a bake. `full`: the new release has all traffic, so the production
-/// probe must report its version too.
+/// One evaluation during a bake: three AWS calls and one HTTP probe, all at once, so a poll
+/// costs one round trip of time. `task_set`: the new release's task set. `full`: the new release
+/// has all traffic, so the production probe must report its version too.
 pub async fn check(
     http: &reqwest::Client,
     s: &RegionState,
+    task_set: &str,
     version: &str,
     full: bool,
 ) -> Result<(), String> {
-    let result = evaluate(http, s, version, full).await;
+    let result = evaluate(http, s, task_set, version, full).await;
     tracing::debug!(region = s.name(), full, ?result, "gate");
     result
 }
@@ -150,22 +152,38 @@ pub async fn check(
 async fn evaluate(
     http: &reqwest::Client,
     s: &RegionState,
+    task_set: &str,
     version: &str,
     full: bool,
 ) -> Result<(), String> {
-    colour_ready(&s.c, s, s.idle()).await?;
-    let firing = alarms::firing(&s.c, &s.plan.alarms)
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Some(a) = firing.first() {
+    let url = url(&s.topo.dns_name, s.plan.listener_port, &s.plan.probe_path);
+    let (health, tasks, firing, answered) = tokio::join!(
+        colour_ready(&s.c, s, s.idle()),
+        crate::aws::ecs::task_set(&s.c, &s.plan.cluster, &s.plan.service, task_set),
+        alarms::firing(&s.c, &s.plan.alarms),
+        probe(http, &url),
+    );
+    // Most specific first: a stopped task explains the failed checks and 502s that follow it.
+    match tasks.map_err(|e| e.to_string())? {
+        None => return Err(format!("task set {task_set} is gone")),
+        Some(t) if t.running < t.computed_desired => {
+            // ECS notices a stopped task before the load balancer's health checks do.
+            return Err(format!(
+                "task set {}: {} of {} tasks running (a task stopped)",
+                t.id, t.running, t.computed_desired
+            ));
+        }
+        Some(_) => {}
+    }
+    health?;
+    if let Some(a) = firing.map_err(|e| e.to_string())?.first() {
         return Err(format!(
             "alarm {} is in ALARM ({})",
             a.name,
             a.reason.as_deref().unwrap_or("no reason given")
         ));
     }
-    let url = url(&s.topo.dns_name, s.plan.listener_port, &s.plan.probe_path);
-    let answered = probe(http, &url).await?;
+    let answered = answered?;
     if full && answered.as_deref() != Some(version) {
         return Err(format!(
             "production answers version {} at {url}, expected {version}",

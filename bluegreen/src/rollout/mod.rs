@@ -111,7 +111,11 @@ pub struct Env {
     pub clients: Clients,
     pub lock: Lock,
     pub journal: Journal,
+    /// Health probes: every request bounded by 10 s.
     pub http: reqwest::Client,
+    /// Registries: no bound on a whole transfer (a large layer may take minutes), only on
+    /// connecting and on each read stalling.
+    pub registry_http: reqwest::Client,
     pub deployment: String,
 }
 
@@ -172,6 +176,8 @@ impl Env {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| Error::Failed(format!("cannot build the HTTP client: {e}")))?;
+        let registry_http = crate::aws::registry::http_client()
+            .map_err(|e| Error::Failed(format!("cannot build the registry HTTP client: {e}")))?;
         Ok(Self {
             plan,
             reporter,
@@ -182,6 +188,7 @@ impl Env {
             lock,
             journal,
             http,
+            registry_http,
             deployment: deployment.to_owned(),
         })
     }

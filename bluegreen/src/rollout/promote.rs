@@ -12,7 +12,7 @@ use super::region::{self, Ended, Run, Stop, Tracker, Until};
 use super::rollback;
 use super::{Env, Error, heartbeat, validate_version};
 use crate::aws::ecs;
-use crate::aws::elb::Colour;
+use crate::aws::elb::{self, Colour, Weights};
 use crate::aws::lock::{self, Record, RegionRecord};
 use crate::aws::registry::{self, Registry, RegistryError, SourceImage};
 
@@ -97,10 +97,14 @@ pub async fn source_image(
             .region(aws_config::Region::new(src.region.clone()))
             .build(),
     );
-    let registry =
-        Registry::from_ecr_for(&ecr, &src.region, Some(&src.account_id), env.http.clone())
-            .await
-            .map_err(|e| Error::Refused(format!("preflight refused; nothing was changed: {e}")))?;
+    let registry = Registry::from_ecr_for(
+        &ecr,
+        &src.region,
+        Some(&src.account_id),
+        env.registry_http.clone(),
+    )
+    .await
+    .map_err(|e| Error::Refused(format!("preflight refused; nothing was changed: {e}")))?;
     let image = registry::resolve(&registry, &src.repository, version)
         .await
         .map_err(|e| match e {
@@ -304,7 +308,7 @@ async fn check_target_tags(
 ) -> Result<(), Error> {
     let repo = &env.plan.repository;
     let found = futures_util::future::join_all(states.iter().map(|s| async move {
-        let target = Registry::from_ecr(&s.c.ecr, s.name(), env.http.clone()).await?;
+        let target = Registry::from_ecr(&s.c.ecr, s.name(), env.registry_http.clone()).await?;
         let existing = target.manifest(repo, &image.tag).await?;
         Ok::<_, RegistryError>((s.name(), target, existing.map(|m| m.digest)))
     }))
@@ -475,7 +479,7 @@ async fn execute(
     let _ = tracker.update(|r| r.phase = "copying".into()).await;
     let mut targets = Vec::new();
     for s in &states {
-        match Registry::from_ecr(&s.c.ecr, s.name(), env.http.clone()).await {
+        match Registry::from_ecr(&s.c.ecr, s.name(), env.registry_http.clone()).await {
             Ok(t) => targets.push((s.name().to_owned(), t)),
             Err(e) => {
                 finish(beat, watcher);
@@ -631,7 +635,37 @@ async fn execute(
                     touched.join(", ")
                 ),
             );
-            let results = rollback::regions(env, tracker, &touched, &env.deployment).await;
+            // The decision is made: production goes back first, one ModifyListener per touched
+            // region, all at once, with the topology this run already knows. The previous task
+            // sets still run at full scale (they go only after every wave), so they can take it.
+            let flips = futures_util::future::join_all(
+                states
+                    .iter()
+                    .filter(|s| {
+                        touched.iter().any(|t| t == s.name()) && s.live_task_set.scale_percent > 0.0
+                    })
+                    .map(|s| async move {
+                        let res = elb::set_weights(&s.c, &s.topo, Weights::with(s.live, 100)).await;
+                        (s, res)
+                    }),
+            )
+            .await;
+            let mut flipped = std::collections::BTreeSet::new();
+            for (s, res) in flips {
+                match res {
+                    Ok(()) => {
+                        rep.event(
+                            Some(s.name()),
+                            "rollback",
+                            format!("production back on {} (100%)", s.live),
+                        );
+                        flipped.insert(s.name().to_owned());
+                    }
+                    Err(e) => rep.warn(Some(s.name()), "rollback", e),
+                }
+            }
+            let results =
+                rollback::regions(env, tracker, &touched, &env.deployment, &flipped).await;
             let broken: Vec<String> = results
                 .iter()
                 .filter_map(|(r, x)| x.as_ref().err().map(|e| format!("{r}: {e}")))

@@ -316,7 +316,7 @@ pub async fn promote(run: &Run<'_>, s: &RegionState) -> Result<Ended, Stop> {
         );
         let deadline = Instant::now() + bake;
         loop {
-            gate::check(&env.http, s, run.version, full)
+            gate::check(&env.http, s, &ts.arn, run.version, full)
                 .await
                 .map_err(|e| fail(format!("gate failed at {step}% on {idle}: {e}")))?;
             if Instant::now() >= deadline {

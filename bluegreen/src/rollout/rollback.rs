@@ -17,11 +17,16 @@ use crate::config::RegionPlan;
 /// set still runs, production goes back to it with one ModifyListener before anything else; if it
 /// is gone (rollback after a completed promote), it is recreated from the journal's task
 /// definition and must be healthy before traffic moves.
+///
+/// `flipped`: production was already put back on the previous colour by the caller (a promote's
+/// own rollback, which knows the topology and that the previous task set still runs); the rest
+/// (test listener, primary, cleanup) follows here.
 pub async fn region(
     env: &Env,
     plan: &RegionPlan,
     rec: &RegionRecord,
     rollback_id: &str,
+    flipped: bool,
 ) -> Result<String, String> {
     let c = env.clients.region(&plan.region);
     let r = &plan.region;
@@ -96,14 +101,16 @@ pub async fn region(
             (ts, "previous release recreated")
         }
     };
-    elb::set_weights(c, &topo, Weights::with(prev, 100))
-        .await
-        .map_err(|e| e.to_string())?;
-    env.reporter.event(
-        Some(r),
-        "rollback",
-        format!("production back on {prev} (100%)"),
-    );
+    if !(flipped && how == "traffic returned") {
+        elb::set_weights(c, &topo, Weights::with(prev, 100))
+            .await
+            .map_err(|e| e.to_string())?;
+        env.reporter.event(
+            Some(r),
+            "rollback",
+            format!("production back on {prev} (100%)"),
+        );
+    }
     elb::point_test_listener(c, &topo, prev)
         .await
         .map_err(|e| e.to_string())?;
@@ -122,11 +129,13 @@ pub async fn region(
 }
 
 /// Rolls back `regions` of `tracker`'s deployment in parallel; returns per-region results.
+/// `flipped`: the regions whose production listener the caller already put back (see `region`).
 pub async fn regions(
     env: &Env,
     tracker: &Tracker,
     regions: &[String],
     rollback_id: &str,
+    flipped: &std::collections::BTreeSet<String>,
 ) -> BTreeMap<String, Result<String, String>> {
     let record = tracker.snapshot().await;
     let started = Instant::now();
@@ -137,7 +146,14 @@ pub async fn regions(
             let _ = tracker
                 .update_region(&plan.region, |x| x.phase = "rolling-back".into())
                 .await;
-            let out = region(env, &plan, &rec, rollback_id).await;
+            let out = region(
+                env,
+                &plan,
+                &rec,
+                rollback_id,
+                flipped.contains(&plan.region),
+            )
+            .await;
             let phase = if out.is_ok() {
                 "rolled-back"
             } else {
@@ -312,7 +328,14 @@ pub async fn command(env: &Env) -> Result<RollbackResult, Error> {
     );
     record.phase = "rolling-back".into();
     let tracker = Tracker::new(env.journal.clone(), record.clone());
-    let results = regions(env, &tracker, &targets, &env.deployment).await;
+    let results = regions(
+        env,
+        &tracker,
+        &targets,
+        &env.deployment,
+        &std::collections::BTreeSet::new(),
+    )
+    .await;
     let failed: Vec<String> = results
         .iter()
         .filter_map(|(r, x)| x.as_ref().err().map(|e| format!("{r}: {e}")))

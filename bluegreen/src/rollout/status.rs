@@ -245,9 +245,10 @@ pub async fn plan(env: &Env, version: &str, allow_findings: bool) -> Result<Plan
                 .expect("inspected every region");
             let idle = s.idle();
             // Read-only: the registry's address comes with an ECR token.
-            let host = crate::aws::registry::Registry::from_ecr(&s.c.ecr, r, env.http.clone())
-                .await
-                .map_or_else(|_| "<registry>".to_owned(), |reg| reg.host().to_owned());
+            let host =
+                crate::aws::registry::Registry::from_ecr(&s.c.ecr, r, env.registry_http.clone())
+                    .await
+                    .map_or_else(|_| "<registry>".to_owned(), |reg| reg.host().to_owned());
             steps.push(format!(
                 "{r}: register a new revision of {} with image {}/{}@{} and APP_VERSION={version} (live: {} on {})",
                 s.live_task_set

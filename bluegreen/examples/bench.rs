@@ -1,0 +1,198 @@
+//! Measurement entry points for `bench/` that run bluegreen's own code paths in isolation,
+//! against whatever `AWS_ENDPOINT_URL` names (the stand-in in `bench/`):
+//!
+//!   bench copy <source-account> <source-region> <repo> <tag> <target-account> <regions,...> <target-repo>
+//!       The promote's image copy: ECR tokens, resolve, then `copy_all` to every region at once
+//!       with the promote's parallelism. Prints one JSON line.
+//!   bench modify-listener <account> <regions,...> <load-balancer-prefix> <port> <n>
+//!       `n` rounds of ModifyListener, one per region at once, each rewriting the listener's
+//!       current weights (a no-op change): the call bluegreen makes per region to shift or roll
+//!       back. The load balancer of a region is `<prefix><region>`. Prints one JSON line with
+//!       the times of a round.
+//!
+//! Accounts are reached by AssumeRole into `arn:aws:iam::<account>:role/bench`.
+
+use std::time::Instant;
+
+use bluegreen::aws::{self, Settings, registry};
+use serde_json::json;
+
+async fn config(account: &str, region: &str) -> aws_config::SdkConfig {
+    let settings = Settings {
+        max_attempts: 1,
+        ..Settings::default()
+    };
+    let base = aws::base_config(&settings, region).await;
+    aws::assume_role(
+        &base,
+        &format!("arn:aws:iam::{account}:role/bench"),
+        "bench",
+    )
+    .await
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: bench copy <source-account> <source-region> <repo> <tag> <target-account> <regions,...> <target-repo>\n       \
+         bench modify-listener <account> <regions,...> <load-balancer-prefix> <port> <n>"
+    );
+    std::process::exit(2)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    match a.as_slice() {
+        [
+            "copy",
+            src_account,
+            src_region,
+            repo,
+            tag,
+            dst_account,
+            regions,
+            dst_repo,
+        ] => {
+            copy(
+                src_account,
+                src_region,
+                repo,
+                tag,
+                dst_account,
+                regions,
+                dst_repo,
+            )
+            .await
+        }
+        ["modify-listener", account, regions, lb_prefix, port, n] => {
+            let port: u16 = port.parse().unwrap_or_else(|_| usage());
+            let n: usize = n.parse().unwrap_or_else(|_| usage());
+            modify_listener(account, regions, lb_prefix, port, n).await
+        }
+        _ => usage(),
+    }
+}
+
+async fn copy(
+    src_account: &str,
+    src_region: &str,
+    repo: &str,
+    tag: &str,
+    dst_account: &str,
+    regions: &str,
+    dst_repo: &str,
+) {
+    let http = registry::http_client().expect("HTTP client");
+    let started = Instant::now();
+    let src_cfg = config(src_account, src_region).await;
+    let source = registry::Registry::from_ecr(
+        &aws_sdk_ecr::Client::new(&src_cfg),
+        src_region,
+        http.clone(),
+    )
+    .await
+    .expect("source registry");
+    let image = registry::resolve(&source, repo, tag)
+        .await
+        .expect("resolve");
+    let mut targets = Vec::new();
+    for r in regions.split(',') {
+        let cfg = config(dst_account, r).await;
+        let reg = registry::Registry::from_ecr(&aws_sdk_ecr::Client::new(&cfg), r, http.clone())
+            .await
+            .expect("target registry");
+        targets.push((r.to_owned(), reg));
+    }
+    // The same bounds as promote: 4 regions and 4 blobs per region in flight.
+    let reports = registry::copy_all(&image, &targets, dst_repo, 4, 4).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for (r, rep) in reports {
+        let rep = rep.unwrap_or_else(|e| panic!("{r}: {e}"));
+        bytes += rep.bytes_copied;
+        out.push(
+            json!({"region": r, "blobs": rep.blobs, "copied": rep.blobs_copied,
+                        "skipped": rep.blobs_skipped, "bytes": rep.bytes_copied,
+                        "already_present": rep.already_present}),
+        );
+    }
+    println!(
+        "{}",
+        json!({"digest": image.digest(), "seconds": elapsed, "blob_bytes": bytes, "regions": out})
+    );
+}
+
+/// The listener on `port` of `lb` in `region` and its current weighted forward.
+async fn listener_of(
+    account: &str,
+    region: &str,
+    lb: &str,
+    port: u16,
+) -> (
+    aws_sdk_elasticloadbalancingv2::Client,
+    String,
+    aws_sdk_elasticloadbalancingv2::types::ForwardActionConfig,
+) {
+    let cfg = config(account, region).await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&cfg);
+    let lbs = elb
+        .describe_load_balancers()
+        .names(lb)
+        .send()
+        .await
+        .expect("load balancer");
+    let lb_arn = lbs.load_balancers()[0].load_balancer_arn().unwrap();
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(lb_arn)
+        .send()
+        .await
+        .expect("listeners");
+    let listener = listeners
+        .listeners()
+        .iter()
+        .find(|l| l.port() == Some(i32::from(port)))
+        .expect("listener on port");
+    let forward = listener.default_actions()[0]
+        .forward_config()
+        .expect("weighted forward")
+        .clone();
+    (elb, listener.listener_arn().unwrap().to_owned(), forward)
+}
+
+async fn modify_listener(account: &str, regions: &str, lb_prefix: &str, port: u16, n: usize) {
+    use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum};
+    let mut listeners = Vec::new();
+    for r in regions.split(',') {
+        listeners.push(listener_of(account, r, &format!("{lb_prefix}{r}"), port).await);
+    }
+    let mut ms = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        // Every region at once, as a rollback flips them.
+        futures_util::future::join_all(listeners.iter().map(|(elb, arn, forward)| {
+            elb.modify_listener()
+                .listener_arn(arn)
+                .default_actions(
+                    Action::builder()
+                        .r#type(ActionTypeEnum::Forward)
+                        .forward_config(forward.clone())
+                        .build(),
+                )
+                .send()
+        }))
+        .await
+        .into_iter()
+        .for_each(|r| {
+            r.expect("ModifyListener");
+        });
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "{}",
+        json!({"n": n, "regions": listeners.len(), "median_ms": ms[n / 2], "min_ms": ms[0], "max_ms": ms[n - 1]})
+    );
+}
