@@ -267,3 +267,60 @@ async fn aws_unreachable_mid_promote_then_rollback_restores() {
     prod.assert_everywhere("v1.1.0").await;
     assert_eq!(prod.journal_latest().await["lock"], Value::Null);
 }
+
+/// The source registry serves a layer whose bytes do not match its digest: the promote fails in
+/// the copy, naming the source and the blob, and nothing is registered anywhere: no image in any
+/// target ECR, no task definition, no task set, no weight changed; the lock is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_layer_in_the_source_fails_the_copy_and_registers_nothing() {
+    use bluegreen::aws::registry::{self, Registry};
+    let prod = Prod::start(STRATEGY, "").await;
+    let cfg = prod.aws.sdk_as(ACCOUNT_A, "us-east-1").await;
+    let source = Registry::from_ecr(
+        &aws_sdk_ecr::Client::new(&cfg),
+        "us-east-1",
+        prod.aws.http.clone(),
+    )
+    .await
+    .unwrap();
+    let image = registry::resolve(&source, "hello", "v1.2.0").await.unwrap();
+    let doc: Value = serde_json::from_slice(&image.top.bytes).unwrap();
+    let layer = doc["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let hex = layer.trim_start_matches("sha256:");
+    let path = prod.aws.dir.join(format!(
+        "registries/{ACCOUNT_A}-us-east-1/data/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    std::fs::write(&path, vec![0u8; len]).unwrap();
+
+    let before = prod.state().await;
+    let (since, _) = prod.aws.requests(0).await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!("{} served blob hello@{layer}", source.host()))
+            && err.contains("refusing to copy a corrupted or substituted image")
+            && err.contains("nothing was deployed"),
+        "{err}"
+    );
+    let after = prod.state().await;
+    assert_eq!(
+        before["regions"], after["regions"],
+        "a failed copy changed a region"
+    );
+    let registered: Vec<String> = prod
+        .aws
+        .mutations_since(since)
+        .await
+        .into_iter()
+        .filter(|m| {
+            !m.starts_with("PutItem@")
+                && !m.starts_with("UpdateItem@")
+                && !m.starts_with("DeleteItem@")
+        })
+        .collect();
+    assert!(registered.is_empty(), "{registered:?}");
+    assert_eq!(prod.journal_latest().await["lock"], Value::Null);
+    prod.assert_everywhere("v1.1.0").await;
+}

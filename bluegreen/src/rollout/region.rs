@@ -114,6 +114,18 @@ pub struct Run<'a> {
     pub cancel: CancellationToken,
 }
 
+/// Runs a read-only `f` unless cancelled first (then `f` is dropped where it is).
+async fn unless_cancelled<T>(
+    cancel: &CancellationToken,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T, Stop> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(Stop::Cancelled),
+        out = f => Ok(out),
+    }
+}
+
 /// Sleeps `d` unless cancelled first.
 async fn pause(cancel: &CancellationToken, d: Duration) -> Result<(), Stop> {
     tokio::select! {
@@ -253,7 +265,12 @@ pub async fn promote(run: &Run<'_>, s: &RegionState) -> Result<Ended, Stop> {
     );
     let started = Instant::now();
     loop {
-        match gate::probe_version(&env.http, &test_url, run.version, 3).await {
+        let probed = unless_cancelled(
+            &run.cancel,
+            gate::probe_version(&env.http, &test_url, run.version, 3),
+        )
+        .await?;
+        match probed {
             Ok(()) => break,
             // A listener change takes a moment to reach every ALB node.
             Err(e) if started.elapsed() < Duration::from_secs(30) => {
@@ -316,9 +333,14 @@ pub async fn promote(run: &Run<'_>, s: &RegionState) -> Result<Ended, Stop> {
         );
         let deadline = Instant::now() + bake;
         loop {
-            gate::check(&env.http, s, &ts.arn, run.version, full)
-                .await
-                .map_err(|e| fail(format!("gate failed at {step}% on {idle}: {e}")))?;
+            // Read-only, so another region's failure may drop it mid-flight: a rollback never
+            // waits for this region's poll to come back.
+            unless_cancelled(
+                &run.cancel,
+                gate::check(&env.http, s, &ts.arn, run.version, full),
+            )
+            .await?
+            .map_err(|e| fail(format!("gate failed at {step}% on {idle}: {e}")))?;
             if Instant::now() >= deadline {
                 break;
             }
