@@ -324,3 +324,56 @@ async fn a_corrupted_layer_in_the_source_fails_the_copy_and_registers_nothing() 
     assert_eq!(prod.journal_latest().await["lock"], Value::Null);
     prod.assert_everywhere("v1.1.0").await;
 }
+
+/// The lock's heartbeat fails once (three attempts of UpdateItem, all 500s): the deployment says
+/// so, renews at the next beat (the lease outlives two misses) and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_lock_heartbeat_is_renewed_at_the_next_beat() {
+    let prod = Prod::start(STRATEGY, "").await;
+    prod.aws
+        .fault(serde_json::json!({"action": "UpdateItem", "region": "us-east-1", "error": "internal", "times": 3}))
+        .await;
+    let out = prod
+        .command(&["promote", "v1.2.0"])
+        .env("BLUEGREEN_AWS_MAX_ATTEMPTS", "3")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("heartbeat failed, will retry") && err.contains("in us-east-1 failed"),
+        "{err}"
+    );
+    prod.assert_everywhere("v1.2.0").await;
+    assert_eq!(prod.journal_latest().await["lock"], Value::Null);
+}
+
+/// Taking the lock fails (DynamoDB 500s until the retries give up): exit 1 naming the call and
+/// region, and nothing else was called that changes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taking_the_lock_failing_changes_nothing() {
+    let prod = Prod::start(STRATEGY, "").await;
+    prod.aws
+        .fault(serde_json::json!({"action": "PutItem", "region": "us-east-1", "error": "internal", "times": 3}))
+        .await;
+    let before = prod.state().await;
+    let (since, _) = prod.aws.requests(0).await;
+    let out = prod
+        .command(&["promote", "v1.2.0"])
+        .env("BLUEGREEN_AWS_MAX_ATTEMPTS", "3")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("PutItem (acquire lock) in us-east-1 failed: InternalFailure"),
+        "{err}"
+    );
+    let (_, log) = prod.aws.requests(since).await;
+    let reached: Vec<&Value> = log
+        .iter()
+        .filter(|e| is_mutating(e["action"].as_str().unwrap()) && e.get("injected").is_none())
+        .collect();
+    assert!(reached.is_empty(), "{reached:?}");
+    assert_eq!(before, prod.state().await);
+}
