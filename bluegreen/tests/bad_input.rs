@@ -484,6 +484,20 @@ async fn gates_and_credentials_refuse_before_anything_changes() {
         &["no usable AWS credentials", "check the credentials"],
     )
     .await;
+    // Credentials that have expired: AWS answers ExpiredToken (stand-in extension 7 plays it).
+    prod.aws
+        .fault(json!({"action": "*", "access_key": "AKIDEXPIREDEXAMPLE", "error": "expired", "times": 1000}))
+        .await;
+    let mut expired = prod.command(&["promote", "v1.2.0"]);
+    expired.env("AWS_ACCESS_KEY_ID", "AKIDEXPIREDEXAMPLE");
+    refused(
+        &prod,
+        "expired credentials",
+        expired,
+        2,
+        &["GetCallerIdentity", "ExpiredToken", "have not expired"],
+    )
+    .await;
     // A profile that does not exist, and nothing else to go on.
     let mut profile = prod.command(&["promote", "v1.2.0"]);
     profile

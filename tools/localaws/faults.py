@@ -12,8 +12,10 @@ them, so a failed mutation never half-happens:
 
 - `action`: the API action (`CreateTaskSet`, `ModifyListener`, `PutItem`, ...), or `*` for all.
 - `region`: only requests signed for this region (optional).
+- `access_key`: only requests signed with this access key id (optional).
 - `error`: `throttle` (HTTP 400, the service's throttling code), `internal` (HTTP 500, the service's
-  internal error code) or `unavailable` (HTTP 503).
+  internal error code), `unavailable` (HTTP 503) or `expired` (HTTP 400 `ExpiredToken`: with
+  `access_key`, credentials that have expired, which moto never checks).
 - `times`: how many matching requests fail (default 1); `skip`: how many pass first (default 0).
 - `{"clear": true}` removes every fault.
 
@@ -38,8 +40,9 @@ _KINDS = {
     "throttle": (400, "ThrottlingException", "Throttling", "Rate exceeded"),
     "internal": (500, "InternalFailure", "InternalFailure", "We encountered an internal error. Please try again."),
     "unavailable": (503, "ServiceUnavailableException", "ServiceUnavailable", "Service is unavailable. Please try again."),
+    "expired": (400, "ExpiredTokenException", "ExpiredToken", "The security token included in the request is expired"),
 }
-_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+_SCOPE = re.compile(r"Credential=([^/]+)/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 _LOG_LIMIT = 500_000
 
 
@@ -49,7 +52,7 @@ def describe(environ: dict[str, Any]) -> tuple[str, str, str, str | None]:
     service = region = "?"
     m = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     if m:
-        region, service = m.group(1), m.group(2)
+        region, service = m.group(2), m.group(3)
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if target:
         return service, target.rsplit(".", 1)[-1], region, None
@@ -67,6 +70,7 @@ class Fault:
     def __init__(self, spec: dict[str, Any]) -> None:
         self.action = str(spec["action"])
         self.region = spec.get("region")
+        self.access_key = spec.get("access_key")
         self.error = str(spec.get("error", "internal"))
         if self.error not in _KINDS:
             raise ValueError(f"error must be one of {sorted(_KINDS)}, not {self.error!r}")
@@ -74,11 +78,12 @@ class Fault:
         self.skip = int(spec.get("skip", 0))
         self.injected = 0
 
-    def matches(self, action: str, region: str) -> bool:
-        return (self.action in ("*", action)) and (self.region in (None, region))
+    def matches(self, action: str, region: str, access_key: str) -> bool:
+        return (self.action in ("*", action) and self.region in (None, region)
+                and self.access_key in (None, access_key))
 
     def snapshot(self) -> dict[str, Any]:
-        return {"action": self.action, "region": self.region, "error": self.error,
+        return {"action": self.action, "region": self.region, "access_key": self.access_key, "error": self.error,
                 "times": self.times, "skip": self.skip, "injected": self.injected}
 
 
@@ -104,10 +109,10 @@ class Faults:
         with self._lock:
             return {"next": len(self.log), "requests": self.log[since:]}
 
-    def _pick(self, action: str, region: str) -> Fault | None:
+    def _pick(self, action: str, region: str, access_key: str) -> Fault | None:
         with self._lock:
             for f in self._faults:
-                if f.matches(action, region):
+                if f.matches(action, region, access_key):
                     if f.skip > 0:
                         f.skip -= 1
                         continue
@@ -129,7 +134,8 @@ class Faults:
             entry = {"t": time.time(), "service": service, "action": action, "region": region, "status": 0}
             if listener:
                 entry["listener"] = listener
-            fault = self._pick(action, region)
+            m = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+            fault = self._pick(action, region, m.group(1) if m else "")
             if fault is not None:
                 entry["status"] = _KINDS[fault.error][0]
                 entry["injected"] = fault.error
