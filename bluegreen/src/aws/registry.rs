@@ -418,13 +418,23 @@ impl Registry {
         // never committed to the target, and the error names the source that served them.
         let hashed = Arc::new(std::sync::Mutex::new(Sha256::new()));
         let hasher = hashed.clone();
-        let stream = res.bytes_stream().inspect_ok(move |chunk| {
-            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            hasher
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .update(chunk);
-        });
+        // A source that breaks mid-transfer fails the upload; the error should name the source.
+        let broke: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let breaker = broke.clone();
+        let stream = res
+            .bytes_stream()
+            .inspect_ok(move |chunk| {
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                hasher
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .update(chunk);
+            })
+            .inspect_err(move |e| {
+                *breaker
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error_chain(e));
+            });
         let what = format!("upload {digest} to {repo}");
         let mut patch = self
             .request(Method::PATCH, &upload)
@@ -433,7 +443,25 @@ impl Registry {
         if let Some(len) = length {
             patch = patch.header(header::CONTENT_LENGTH, len);
         }
-        let res = self.send(&what, patch).await?;
+        let res = match self.send(&what, patch).await {
+            Ok(res) => res,
+            Err(e) => {
+                let cause = broke
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                return Err(match cause {
+                    Some(cause) => source.err(
+                        get_what,
+                        format!(
+                            "the connection broke after {} bytes: {cause}",
+                            counted.load(Ordering::Relaxed)
+                        ),
+                    ),
+                    None => e,
+                });
+            }
+        };
         let res = self
             .expect(&what, res, &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT])
             .await?;
