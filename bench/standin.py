@@ -6,20 +6,19 @@ AWS_ENDPOINT_URL.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+from localaws.launch import Launched  # noqa: E402
 
 SAFE_ENV = {
     "AWS_EC2_METADATA_DISABLED": "true",
@@ -47,42 +46,20 @@ def machine() -> str:
 
 
 class Standin:
+    """A fresh stand-in in a temporary directory, removed by `stop`."""
+
     def __init__(self, *extra: str) -> None:
         self.dir = tempfile.mkdtemp(prefix="bench-localaws-")
-        ready = os.path.join(self.dir, "ready.json")
-        env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "tools"), **SAFE_ENV)
-        self.log = open(os.path.join(self.dir, "localaws.log"), "wb")
-        self.proc = subprocess.Popen(
-            [PYTHON, "-m", "localaws", "serve", "--exit-with-parent", "--state-dir", self.dir,
-             "--ready-file", ready, *extra],
-            env=env, stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(ready):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the stand-in did not start; see {self.dir}/localaws.log")
-            time.sleep(0.05)
-        with open(ready) as f:
-            self.endpoint = json.load(f)["endpoint"]
+        env = dict(os.environ, **SAFE_ENV)
+        self.launched = Launched(self.dir, os.path.join(self.dir, "localaws.log"), env=env,
+                                 extra=("--exit-with-parent", *extra), python=PYTHON)
+        self.endpoint = self.launched.endpoint
         self.env = dict(os.environ, AWS_ENDPOINT_URL=self.endpoint, **SAFE_ENV)
+        self.control = self.launched.control
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.launched.stop()
         subprocess.run(["rm", "-rf", self.dir], check=False)
-
-    def control(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.endpoint}/_localaws/{path}", data=data,
-                                     method="GET" if body is None else "POST",
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=600) as res:
-                return json.load(res)
-        except urllib.error.HTTPError as e:
-            raise SystemExit(f"stand-in {path}: HTTP {e.code}: {e.read().decode()[-3000:]}") from None
 
     def client(self, service: str, account: str, region: str) -> Any:
         import boto3

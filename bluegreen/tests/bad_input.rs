@@ -277,27 +277,7 @@ async fn bad_environment_files_are_refused_naming_file_line_and_key() {
 async fn listeners_in_a_state_bluegreen_did_not_leave_are_refused() {
     let prod = Prod::start(FAST, "").await;
     let elb = elbv2::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "eu-west-1").await);
-    let lb = elb
-        .describe_load_balancers()
-        .names("hello-eu-west-1")
-        .send()
-        .await
-        .unwrap()
-        .load_balancers()[0]
-        .load_balancer_arn()
-        .unwrap()
-        .to_owned();
-    let listener = elb
-        .describe_listeners()
-        .load_balancer_arn(&lb)
-        .send()
-        .await
-        .unwrap()
-        .listeners()
-        .iter()
-        .find(|l| l.port() == Some(18000))
-        .unwrap()
-        .clone();
+    let listener = listener_on(&elb, 18000).await;
     let arn = listener.listener_arn().unwrap().to_owned();
     let original = listener.default_actions().to_vec();
     let groups: Vec<String> = original[0]
@@ -447,14 +427,7 @@ async fn gates_and_credentials_refuse_before_anything_changes() {
     .await;
 
     // The lock held by another deployment: 4.
-    let ddb = aws_sdk_dynamodb::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
-    let lock = bluegreen::aws::lock::Lock::new(
-        ddb,
-        "bluegreen-prod",
-        "us-east-1",
-        "prod",
-        Duration::from_secs(600),
-    );
+    let lock = prod.lock(Duration::from_secs(600)).await;
     lock.acquire(
         "other-run",
         "arn:aws:sts::222222222222:assumed-role/ci/x",

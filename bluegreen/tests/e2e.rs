@@ -174,21 +174,15 @@ async fn sigint_mid_shift_puts_traffic_back_on_blue_before_exiting_130() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_held_by_another_deployment_exits_4_and_changes_nothing() {
     let prod = Prod::start(FAST, "").await;
-    let ddb = aws_sdk_dynamodb::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
-    bluegreen::aws::lock::Lock::new(
-        ddb,
-        "bluegreen-prod",
-        "us-east-1",
-        "prod",
-        Duration::from_secs(600),
-    )
-    .acquire(
-        "someone-else",
-        "arn:aws:sts::222222222222:assumed-role/ci/other",
-        "v1.1.9",
-    )
-    .await
-    .unwrap();
+    prod.lock(Duration::from_secs(600))
+        .await
+        .acquire(
+            "someone-else",
+            "arn:aws:sts::222222222222:assumed-role/ci/other",
+            "v1.1.9",
+        )
+        .await
+        .unwrap();
     let before = prod.state().await;
     let (code, _, err) = prod.run(&["promote", "v1.2.0"]);
     assert_eq!(code, 4, "{err}");
@@ -362,14 +356,7 @@ async fn unlock_asks_for_yes_and_history_lists_newest_first() {
         "{out}"
     );
 
-    let ddb = aws_sdk_dynamodb::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
-    let lock = bluegreen::aws::lock::Lock::new(
-        ddb,
-        "bluegreen-prod",
-        "us-east-1",
-        "prod",
-        Duration::from_secs(600),
-    );
+    let lock = prod.lock(Duration::from_secs(600)).await;
     lock.acquire("dead-runner", "arn:ci/dead", "v1.3.0")
         .await
         .unwrap();

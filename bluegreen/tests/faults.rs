@@ -26,6 +26,19 @@ async fn assert_weights_whole(prod: &Prod, when: &str) {
     }
 }
 
+/// `promote v1.2.0` with three attempts per AWS call: (exit code, stderr).
+fn promote_retrying(prod: &Prod) -> (Option<i32>, String) {
+    let out = prod
+        .command(&["promote", "v1.2.0"])
+        .env("BLUEGREEN_AWS_MAX_ATTEMPTS", "3")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `promote v1.2.0` until it runs, waiting out the dead run's lease (exit 4) first.
 fn promote_when_unlocked(prod: &Prod) -> (i32, String, String) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -97,24 +110,14 @@ kill_matrix! {
 /// back everywhere, named by call and region.
 async fn injected(action: &str, region: &str, skip: u32) {
     let prod = Prod::start(STRATEGY, "").await;
-    let attempts = [("BLUEGREEN_AWS_MAX_ATTEMPTS", "3")];
 
     // Throttled twice, third attempt lands.
     prod.aws
         .fault(serde_json::json!({"action": action, "region": region, "error": "throttle", "times": 2, "skip": skip}))
         .await;
     let (since, _) = prod.aws.requests(0).await;
-    let out = prod
-        .command(&["promote", "v1.2.0"])
-        .envs(attempts)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{action} throttled twice:\n{err}"
-    );
+    let (code, err) = promote_retrying(&prod);
+    assert_eq!(code, Some(0), "{action} throttled twice:\n{err}");
     let (_, log) = prod.aws.requests(since).await;
     let tries: Vec<&Value> = log
         .iter()
@@ -142,14 +145,9 @@ async fn injected(action: &str, region: &str, skip: u32) {
     prod.aws
         .fault(serde_json::json!({"action": action, "region": region, "error": "internal", "times": 3, "skip": skip}))
         .await;
-    let out = prod
-        .command(&["promote", "v1.2.0"])
-        .envs(attempts)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = promote_retrying(&prod);
     assert_eq!(
-        out.status.code(),
+        code,
         Some(3),
         "{action} failing: exit 3, failed and rolled back:\n{err}"
     );
@@ -192,13 +190,8 @@ async fn cleanup_failing(action: &str) {
     prod.aws
         .fault(serde_json::json!({"action": action, "region": "ap-southeast-2", "error": "internal", "times": 3}))
         .await;
-    let out = prod
-        .command(&["promote", "v1.2.0"])
-        .env("BLUEGREEN_AWS_MAX_ATTEMPTS", "3")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = promote_retrying(&prod);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains(&format!("{action} in ap-southeast-2 failed"))
             && err.contains("v1.2.0 serves 100% everywhere")
@@ -333,13 +326,8 @@ async fn a_failed_lock_heartbeat_is_renewed_at_the_next_beat() {
     prod.aws
         .fault(serde_json::json!({"action": "UpdateItem", "region": "us-east-1", "error": "internal", "times": 3}))
         .await;
-    let out = prod
-        .command(&["promote", "v1.2.0"])
-        .env("BLUEGREEN_AWS_MAX_ATTEMPTS", "3")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    let (code, err) = promote_retrying(&prod);
+    assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("heartbeat failed, will retry") && err.contains("in us-east-1 failed"),
         "{err}"
@@ -358,13 +346,8 @@ async fn taking_the_lock_failing_changes_nothing() {
         .await;
     let before = prod.state().await;
     let (since, _) = prod.aws.requests(0).await;
-    let out = prod
-        .command(&["promote", "v1.2.0"])
-        .env("BLUEGREEN_AWS_MAX_ATTEMPTS", "3")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = promote_retrying(&prod);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("PutItem (acquire lock) in us-east-1 failed: InternalFailure"),
         "{err}"

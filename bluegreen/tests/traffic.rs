@@ -31,26 +31,8 @@ fn watch_weights(
     let cfg = futures_block(prod.aws.sdk_as(ACCOUNT_B, &region));
     let handle = tokio::spawn(async move {
         let elb = aws_sdk_elasticloadbalancingv2::Client::new(&cfg);
-        let lb = elb
-            .describe_load_balancers()
-            .send()
+        let prod_listener = listener_on(&elb, 18000)
             .await
-            .unwrap()
-            .load_balancers()[0]
-            .load_balancer_arn()
-            .unwrap()
-            .to_owned();
-        let listeners = elb
-            .describe_listeners()
-            .load_balancer_arn(&lb)
-            .send()
-            .await
-            .unwrap();
-        let prod_listener = listeners
-            .listeners()
-            .iter()
-            .find(|l| l.port() == Some(18000))
-            .unwrap()
             .listener_arn()
             .unwrap()
             .to_owned();

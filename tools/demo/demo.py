@@ -22,6 +22,9 @@ import tomllib
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+
+from localaws.launch import Launched  # noqa: E402
 ENVS = ROOT / "tools" / "demo" / "environments"
 BIN = ROOT / "target" / "debug"
 STATE = ROOT / ".state" / "demo"
@@ -40,7 +43,7 @@ class Demo:
     def __init__(self, port: int) -> None:
         self.port = port
         self.endpoint = ""
-        self.proc: subprocess.Popen | None = None
+        self.standin: Launched | None = None
         self.albs: dict[str, dict[str, str]] = {}
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -56,36 +59,18 @@ class Demo:
     def start(self) -> None:
         shutil.rmtree(STATE, ignore_errors=True)
         STATE.mkdir(parents=True)
-        ready = STATE / "ready.json"
-        log = open(STATE / "localaws.log", "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "localaws", "serve", "--port", str(self.port),
-             "--state-dir", str(STATE / "localaws"), "--ready-file", str(ready)],
-            env={**self.env, "PYTHONPATH": str(ROOT / "tools")}, stdout=log, stderr=log,
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"the stand-in did not start; see {STATE / 'localaws.log'}")
-            time.sleep(0.05)
-        self.endpoint = json.loads(ready.read_text())["endpoint"]
+        self.standin = Launched(str(STATE / "localaws"), str(STATE / "localaws.log"), env=self.env,
+                                port=self.port)
+        self.endpoint = self.standin.endpoint
         self.env["AWS_ENDPOINT_URL"] = self.endpoint
         note(f"AWS endpoint {self.endpoint} (moto + real tasks, registries and ALBs)")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.standin:
+            self.standin.stop()
 
     def control(self, path: str, body: dict) -> dict:
-        req = urllib.request.Request(f"{self.endpoint}/_localaws/{path}", data=json.dumps(body).encode(),
-                                     headers={"content-type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=120) as res:
-            return json.load(res)
+        return self.standin.control(path, body, timeout=120)
 
     # ---- set-up -------------------------------------------------------------------------------
     def seed(self) -> dict[str, str]:

@@ -80,16 +80,7 @@ impl CallError {
 /// An error without a service answer (connection refused, timeout, DNS): its causes in one
 /// line, without the SDK's debug dump, saying plainly when AWS could not be reached.
 fn transport_message(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = e.source();
-    }
-    let chain = parts.join(": ");
+    let chain = error_chain(err);
     if chain.contains("loading credentials") {
         let profile = std::env::var("AWS_PROFILE")
             .map(|p| format!(" with profile {p:?} (AWS_PROFILE)"))
@@ -102,6 +93,20 @@ fn transport_message(err: &(dyn std::error::Error + 'static)) -> String {
     } else {
         chain
     }
+}
+
+/// An error and its causes on one line, `a: b: c`, leaving out a cause its parent already says.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Loads the base configuration from the standard chain (environment, profile, SSO, process,

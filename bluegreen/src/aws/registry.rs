@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use super::CallError;
+use super::{CallError, error_chain};
 
 /// Every manifest type we copy: OCI and Docker v2, single-platform and multi-platform.
 pub const MANIFEST_TYPES: &[&str] = &[
@@ -412,29 +412,15 @@ impl Registry {
             .await?;
         let res = source.expect(&get_what, res, &[StatusCode::OK]).await?;
         let length = res.content_length();
-        let counted = Arc::new(AtomicU64::new(0));
-        let counter = counted.clone();
-        // Hashed on the way through: bytes that do not match the digest the source named are
-        // never committed to the target, and the error names the source that served them.
-        let hashed = Arc::new(std::sync::Mutex::new(Sha256::new()));
-        let hasher = hashed.clone();
-        // A source that breaks mid-transfer fails the upload; the error should name the source.
-        let broke: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-        let breaker = broke.clone();
+        // What came through, seen on the way: bytes counted and hashed (bytes that do not match
+        // the digest the source named are never committed to the target, and the error names
+        // the source that served them), and the source's error if it broke mid-transfer.
+        let tap: Arc<std::sync::Mutex<Tap>> = Arc::default();
+        let (on_chunk, on_error) = (tap.clone(), tap.clone());
         let stream = res
             .bytes_stream()
-            .inspect_ok(move |chunk| {
-                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                hasher
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .update(chunk);
-            })
-            .inspect_err(move |e| {
-                *breaker
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error_chain(e));
-            });
+            .inspect_ok(move |chunk| Tap::lock(&on_chunk).seen(chunk))
+            .inspect_err(move |e| Tap::lock(&on_error).broke = Some(error_chain(e)));
         let what = format!("upload {digest} to {repo}");
         let mut patch = self
             .request(Method::PATCH, &upload)
@@ -446,17 +432,11 @@ impl Registry {
         let res = match self.send(&what, patch).await {
             Ok(res) => res,
             Err(e) => {
-                let cause = broke
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .take();
-                return Err(match cause {
+                let tap = Tap::lock(&tap);
+                return Err(match &tap.broke {
                     Some(cause) => source.err(
                         get_what,
-                        format!(
-                            "the connection broke after {} bytes: {cause}",
-                            counted.load(Ordering::Relaxed)
-                        ),
+                        format!("the connection broke after {} bytes: {cause}", tap.bytes),
                     ),
                     None => e,
                 });
@@ -470,15 +450,11 @@ impl Registry {
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map_or(upload, |l| self.absolute(l));
-        let served = format!(
-            "sha256:{:x}",
-            std::mem::take(
-                &mut *hashed
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-            )
-            .finalize()
-        );
+        let (served, bytes) = {
+            let mut tap = Tap::lock(&tap);
+            let hash = std::mem::take(&mut tap.hash).finalize();
+            (format!("sha256:{hash:x}"), tap.bytes)
+        };
         if served != digest {
             // Best effort: the upload would expire by itself; cancelling frees it now.
             let _ = self.request(Method::DELETE, &location).send().await;
@@ -498,19 +474,28 @@ impl Registry {
             )
             .await?;
         self.expect(&what, res, &[StatusCode::CREATED]).await?;
-        Ok(counted.load(Ordering::Relaxed))
+        Ok(bytes)
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
+/// A blob's bytes as they stream from source to target.
+#[derive(Default)]
+struct Tap {
+    bytes: u64,
+    hash: Sha256,
+    broke: Option<String>,
+}
+
+impl Tap {
+    fn lock(tap: &std::sync::Mutex<Tap>) -> std::sync::MutexGuard<'_, Tap> {
+        tap.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-    out
+
+    fn seen(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        self.hash.update(chunk);
+    }
 }
 
 /// What a copy needs from the source, resolved once and shared by every target.

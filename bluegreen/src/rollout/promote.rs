@@ -243,7 +243,10 @@ pub async fn promote(
             )));
         }
     }
-    check_target_tags(env, &states, &image).await?;
+    let targets = target_registries(env, &states)
+        .await
+        .map_err(|e| Error::Refused(format!("preflight refused; nothing was changed: {e}")))?;
+    check_target_tags(env, &targets, &image).await?;
     if states
         .iter()
         .all(|s| s.live_digest() == Some(image.digest()))
@@ -294,23 +297,39 @@ pub async fn promote(
     );
     tracker.update(|_| {}).await.map_err(Error::Failed)?;
     execute(
-        env, &tracker, &image, states, opts.until, interrupt, started,
+        env, &tracker, &image, targets, states, opts.until, interrupt, started,
     )
     .await
+}
+
+/// Every region's registry, from one ECR token per region, fetched at once; the error names the
+/// region.
+async fn target_registries(
+    env: &Env,
+    states: &[RegionState],
+) -> Result<Vec<(String, Registry)>, String> {
+    futures_util::future::join_all(states.iter().map(|s| async move {
+        Registry::from_ecr(&s.c.ecr, s.name(), env.registry_http.clone())
+            .await
+            .map(|t| (s.name().to_owned(), t))
+            .map_err(|e| format!("{}: {e}", s.name()))
+    }))
+    .await
+    .into_iter()
+    .collect()
 }
 
 /// Tags are immutable: a target registry where the tag already names another digest refuses
 /// the promote here, before anything changes, rather than in the middle of the copy.
 async fn check_target_tags(
     env: &Env,
-    states: &[RegionState],
+    targets: &[(String, Registry)],
     image: &SourceImage,
 ) -> Result<(), Error> {
     let repo = &env.plan.repository;
-    let found = futures_util::future::join_all(states.iter().map(|s| async move {
-        let target = Registry::from_ecr(&s.c.ecr, s.name(), env.registry_http.clone()).await?;
+    let found = futures_util::future::join_all(targets.iter().map(|(r, target)| async move {
         let existing = target.manifest(repo, &image.tag).await?;
-        Ok::<_, RegistryError>((s.name(), target, existing.map(|m| m.digest)))
+        Ok::<_, RegistryError>((r, target, existing.map(|m| m.digest)))
     }))
     .await;
     let mut conflicts = Vec::new();
@@ -436,15 +455,29 @@ pub async fn resume(
             record.id, record.version, record.phase
         ),
     );
+    let targets = match target_registries(env, &states).await {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = env.lock.release(&env.deployment).await;
+            return Err(Error::Failed(format!(
+                "image promotion failed in {e}; nothing further was deployed"
+            )));
+        }
+    };
     let tracker = Tracker::new(env.journal.clone(), record);
-    execute(env, &tracker, &image, states, None, interrupt, started).await
+    execute(
+        env, &tracker, &image, targets, states, None, interrupt, started,
+    )
+    .await
 }
 
 /// Image promotion, then the waves, then cleanup, under a held lock.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     env: &Env,
     tracker: &Tracker,
     image: &SourceImage,
+    targets: Vec<(String, Registry)>,
     states: Vec<RegionState>,
     until: Option<Until>,
     interrupt: CancellationToken,
@@ -477,24 +510,6 @@ async fn execute(
 
     // 1. The image, into every region's registry, verified by digest.
     let _ = tracker.update(|r| r.phase = "copying".into()).await;
-    let mut targets = Vec::new();
-    for s in &states {
-        match Registry::from_ecr(&s.c.ecr, s.name(), env.registry_http.clone()).await {
-            Ok(t) => targets.push((s.name().to_owned(), t)),
-            Err(e) => {
-                finish(beat, watcher);
-                return Err(end_failed(
-                    env,
-                    tracker,
-                    format!(
-                        "image promotion failed in {}: {e}; nothing was deployed",
-                        s.name()
-                    ),
-                )
-                .await);
-            }
-        }
-    }
     rep.event(
         None,
         "copy",

@@ -42,6 +42,7 @@ pub async fn region(
         .task_set_on(&prev_tg)
         .filter(|t| t.scale_percent > 0.0)
         .cloned();
+    let still_running = running.is_some();
     let (ts, how) = match running {
         // Still running: nothing stands between the decision and the one ModifyListener below.
         Some(ts) => (ts, "traffic returned"),
@@ -101,7 +102,7 @@ pub async fn region(
             (ts, "previous release recreated")
         }
     };
-    if !(flipped && how == "traffic returned") {
+    if !(flipped && still_running) {
         elb::set_weights(c, &topo, Weights::with(prev, 100))
             .await
             .map_err(|e| e.to_string())?;

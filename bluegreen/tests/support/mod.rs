@@ -283,6 +283,25 @@ impl Drop for LocalAws {
     }
 }
 
+/// The listener on `port` of the (only) load balancer `elb` sees: each Prod region has one.
+pub async fn listener_on(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    port: i32,
+) -> aws_sdk_elasticloadbalancingv2::types::Listener {
+    let lbs = elb.describe_load_balancers().send().await.unwrap();
+    let lb = lbs.load_balancers()[0].load_balancer_arn().unwrap();
+    elb.describe_listeners()
+        .load_balancer_arn(lb)
+        .send()
+        .await
+        .unwrap()
+        .listeners()
+        .iter()
+        .find(|l| l.port() == Some(port))
+        .unwrap_or_else(|| panic!("no listener on port {port}"))
+        .clone()
+}
+
 /// Each listener's forward weights in region `r` of a `Prod::state()`, in target group order.
 pub fn listener_weights(state: &Value, r: &str) -> Vec<Vec<i64>> {
     state["regions"][r]["weights"]
@@ -649,18 +668,19 @@ impl Prod {
         }
     }
 
+    /// Prod's deployment lock (table bluegreen-prod in us-east-1, account B), with `lease` for
+    /// what this handle acquires.
+    pub async fn lock(&self, lease: Duration) -> bluegreen::aws::lock::Lock {
+        let ddb = aws_sdk_dynamodb::Client::new(&self.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
+        bluegreen::aws::lock::Lock::new(ddb, "bluegreen-prod", "us-east-1", "prod", lease)
+    }
+
     /// The newest promote in the journal (outcome, regions) and who holds the lock.
     pub async fn journal_latest(&self) -> Value {
         let ddb = aws_sdk_dynamodb::Client::new(&self.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
         let journal =
-            bluegreen::aws::lock::Journal::new(ddb.clone(), "bluegreen-prod", "us-east-1", "prod");
-        let lock = bluegreen::aws::lock::Lock::new(
-            ddb,
-            "bluegreen-prod",
-            "us-east-1",
-            "prod",
-            Duration::from_secs(3),
-        );
+            bluegreen::aws::lock::Journal::new(ddb, "bluegreen-prod", "us-east-1", "prod");
+        let lock = self.lock(Duration::from_secs(3)).await;
         let history = journal.history(5).await.unwrap();
         let promote = history.iter().find(|r| r.kind == "promote");
         json!({
