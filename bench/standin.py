@@ -56,24 +56,23 @@ class Standin:
         self.endpoint = self.launched.endpoint
         self.env = dict(os.environ, AWS_ENDPOINT_URL=self.endpoint, **SAFE_ENV)
         self.control = self.launched.control
+        self._clients: dict[tuple[str, str, str], Any] = {}
 
     def stop(self) -> None:
         self.launched.stop()
         subprocess.run(["rm", "-rf", self.dir], check=False)
 
     def client(self, service: str, account: str, region: str) -> Any:
-        import boto3
-        from botocore.config import Config
+        """A client acting in `account` (AssumeRole, as bootstrap does), made once and reused."""
+        key = (service, account, region)
+        if key not in self._clients:
+            from botocore.config import Config
+            from localaws.bootstrap import session_for
 
-        cfg = Config(retries={"max_attempts": 1, "mode": "standard"})
-        sts = boto3.client("sts", region_name=region, endpoint_url=self.endpoint, config=cfg,
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
-        creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/bench",
-                                RoleSessionName="bench")["Credentials"]
-        return boto3.client(service, region_name=region, endpoint_url=self.endpoint, config=cfg,
-                            aws_access_key_id=creds["AccessKeyId"],
-                            aws_secret_access_key=creds["SecretAccessKey"],
-                            aws_session_token=creds["SessionToken"])
+            self._clients[key] = session_for(self.endpoint, account, region).client(
+                service, endpoint_url=self.endpoint,
+                config=Config(retries={"max_attempts": 1, "mode": "standard"}))
+        return self._clients[key]
 
     def registry(self, account: str, region: str) -> tuple[str, str]:
         """(host:port, user:password) of an account-region's registry, from ECR as on AWS."""
