@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rollback latency vs region count, detection latency and API economy on the stand-in; see
 # bench/rollout.py. Writes bench/results/rollout.md.
-#   COUNTS=1,2,4,8 DETECT_RUNS=5 ROLLBACK_RUNS=3 bash bench/rollout.sh
+#   COUNTS=1,2,4,8 DETECT_RUNS=5 ROLLBACK_RUNS=3 LATENCY_MS=50 bash bench/rollout.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 cd "$ROOT"

@@ -171,6 +171,92 @@ async fn sigint_mid_shift_puts_traffic_back_on_blue_before_exiting_130() {
     assert_eq!(prod.journal_latest().await["lock"], Value::Null);
 }
 
+/// The decision to roll back reaches every touched region at once: with each ModifyListener held
+/// 300 ms by the stand-in (a distant region's round trip), the three production flips overlap in
+/// time instead of queueing one behind another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_flips_every_region_at_once() {
+    let prod = Prod::start(FAST, "").await;
+    let mut production = std::collections::BTreeMap::new();
+    for r in PROD_REGIONS {
+        let elb = aws_sdk_elasticloadbalancingv2::Client::new(&prod.aws.sdk_as(ACCOUNT_B, r).await);
+        let arn = listener_on(&elb, 18000)
+            .await
+            .listener_arn()
+            .unwrap()
+            .to_owned();
+        production.insert(arn, (r, elb));
+    }
+    let (mut child, reader) = prod.spawn_until(
+        // Long enough for the signal to land in wave two's bake, short enough for wave one's.
+        &["promote", "v1.2.0", "--bake", "10s"],
+        "[ap-southeast-2] bake: 50%",
+        &[],
+    );
+    // Wave two baking at 50% in both regions, so no weight step is under way at the signal.
+    for (arn, (r, elb)) in production.iter().filter(|(_, (r, _))| *r != "us-east-1") {
+        eventually(
+            &format!("{r} baking at 50%"),
+            Duration::from_secs(30),
+            || {
+                let (elb, arn) = (elb.clone(), arn.clone());
+                async move {
+                    let out = elb
+                        .describe_listeners()
+                        .listener_arns(arn)
+                        .send()
+                        .await
+                        .ok()?;
+                    let forward = out.listeners()[0].default_actions()[0]
+                        .forward_config()?
+                        .clone();
+                    let weights: Vec<i32> = forward
+                        .target_groups()
+                        .iter()
+                        .map(|t| t.weight().unwrap_or(0))
+                        .collect();
+                    (weights == [50, 50]).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    prod.aws
+        .fault(serde_json::json!({"action": "ModifyListener", "delay_ms": 300, "times": -1}))
+        .await;
+    let (since, _) = prod.aws.requests(0).await;
+    signal(&child, "INT");
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    prod.assert_everywhere("v1.1.0").await;
+
+    let (_, log) = prod.aws.requests(since).await;
+    let mut flips = std::collections::BTreeMap::new();
+    for e in &log {
+        let Some((r, _)) = e["listener"].as_str().and_then(|l| production.get(l)) else {
+            continue;
+        };
+        if e["action"] == "ModifyListener" && e["delayed_ms"] == 300.0 {
+            // The first change of each production listener after the signal is the flip.
+            flips
+                .entry(*r)
+                .or_insert((e["t"].as_f64().unwrap(), e["done"].as_f64().unwrap()));
+        }
+    }
+    assert_eq!(
+        flips.len(),
+        3,
+        "one production flip per region: {flips:?}\n{err}"
+    );
+    let last_sent = flips.values().map(|f| f.0).fold(f64::MIN, f64::max);
+    let first_answered = flips.values().map(|f| f.1).fold(f64::MAX, f64::min);
+    assert!(
+        last_sent < first_answered,
+        "the flips queued instead of overlapping: {flips:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_held_by_another_deployment_exits_4_and_changes_nothing() {
     let prod = Prod::start(FAST, "").await;

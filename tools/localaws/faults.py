@@ -16,8 +16,15 @@ them, so a failed mutation never half-happens:
 - `error`: `throttle` (HTTP 400, the service's throttling code), `internal` (HTTP 500, the service's
   internal error code), `unavailable` (HTTP 503) or `expired` (HTTP 400 `ExpiredToken`: with
   `access_key`, credentials that have expired, which moto never checks).
-- `times`: how many matching requests fail (default 1); `skip`: how many pass first (default 0).
+- `delay_ms`: hold each matching request this long before it is answered, as a network round trip
+  to a distant region would; without `error` the request then goes through to moto, with it the
+  error is answered after the delay. The stand-in is threaded: held requests overlap.
+- `times`: how many matching requests fail or are held (default 1; `-1`: every one); `skip`: how
+  many pass first (default 0).
 - `{"clear": true}` removes every fault.
+
+Every fault sees each matching request in the order the faults were added, until one fails it:
+delays add up, the first error answers.
 
 Error bodies are in each protocol's shape: JSON protocols (ECS, ECR, DynamoDB: `X-Amz-Target`)
 answer `{"__type": code, "message": ...}`; query protocols (ELBv2, STS, CloudWatch) answer the
@@ -71,10 +78,17 @@ class Fault:
         self.action = str(spec["action"])
         self.region = spec.get("region")
         self.access_key = spec.get("access_key")
-        self.error = str(spec.get("error", "internal"))
-        if self.error not in _KINDS:
+        self.delay = float(spec.get("delay_ms", 0)) / 1000
+        if self.delay < 0:
+            raise ValueError(f"delay_ms must be 0 or more, not {spec['delay_ms']!r}")
+        # Without a delay a fault fails requests; its error defaults to a 500.
+        default_error = None if self.delay else "internal"
+        self.error = spec.get("error", default_error)
+        if self.error is not None and self.error not in _KINDS:
             raise ValueError(f"error must be one of {sorted(_KINDS)}, not {self.error!r}")
         self.times = int(spec.get("times", 1))
+        if self.times < -1:
+            raise ValueError(f"times must be a count or -1 (every request), not {self.times}")
         self.skip = int(spec.get("skip", 0))
         self.injected = 0
 
@@ -84,7 +98,17 @@ class Fault:
 
     def snapshot(self) -> dict[str, Any]:
         return {"action": self.action, "region": self.region, "access_key": self.access_key, "error": self.error,
-                "times": self.times, "skip": self.skip, "injected": self.injected}
+                "delay_ms": self.delay * 1000, "times": self.times, "skip": self.skip, "injected": self.injected}
+
+    def take(self) -> bool:
+        """Whether this matching request is one the fault acts on (and counts it)."""
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        if self.times == -1 or self.injected < self.times:
+            self.injected += 1
+            return True
+        return False
 
 
 class Faults:
@@ -109,17 +133,17 @@ class Faults:
         with self._lock:
             return {"next": len(self.log), "requests": self.log[since:]}
 
-    def _pick(self, action: str, region: str, access_key: str) -> Fault | None:
+    def _pick(self, action: str, region: str, access_key: str) -> tuple[float, str | None]:
+        """(seconds to hold the request, error to answer it with) from the faults matching it."""
+        delay, error = 0.0, None
         with self._lock:
             for f in self._faults:
-                if f.matches(action, region, access_key):
-                    if f.skip > 0:
-                        f.skip -= 1
-                        continue
-                    if f.injected < f.times:
-                        f.injected += 1
-                        return f
-            return None
+                if f.matches(action, region, access_key) and f.take():
+                    delay += f.delay
+                    if f.error is not None:
+                        error = f.error
+                        break
+        return delay, error
 
     def _record(self, entry: dict[str, Any]) -> None:
         with self._lock:
@@ -135,12 +159,16 @@ class Faults:
             if listener:
                 entry["listener"] = listener
             m = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-            fault = self._pick(action, region, m.group(1) if m else "")
-            if fault is not None:
-                entry["status"] = _KINDS[fault.error][0]
-                entry["injected"] = fault.error
+            delay, error = self._pick(action, region, m.group(1) if m else "")
+            if delay:
+                entry["delayed_ms"] = round(delay * 1000, 3)
+                time.sleep(delay)
+            if error is not None:
+                entry["status"] = _KINDS[error][0]
+                entry["injected"] = error
+                entry["done"] = time.time()
                 self._record(entry)
-                return _error(environ, fault.error, start_response)
+                return _error(environ, error, start_response)
 
             def recording_start(status: str, headers: list, exc_info: Any = None) -> Any:
                 entry["status"] = int(status.split(" ", 1)[0])
