@@ -206,10 +206,20 @@ def measure(n: int) -> dict[str, Any]:
         # The gate's calls; the lock's heartbeat (DynamoDB, once per deployment every third of
         # the lease) and credential refreshes (STS) are not per region and are counted apart.
         other = sum(1 for e in window if e["service"] in ("dynamodb", "sts"))
-        for e in (e for e in window if e["service"] not in ("dynamodb", "sts")):
-            per_region.setdefault(e["region"], {}).setdefault(e["action"], 0)
-            per_region[e["region"]][e["action"]] += 1
-        polls = {r: per_region.get(r, {}).get("DescribeTargetHealth", 0) for r in env.regions}
+        # Whole polls only: a poll's calls go out together (within milliseconds) and polls are
+        # POLL_MS apart, so each region's count runs from half an interval before its first
+        # DescribeTargetHealth to half an interval before its last, over the polls in between.
+        polls: dict[str, int] = {}
+        for r in env.regions:
+            beats = [e["t"] for e in window if e["region"] == r and e["action"] == "DescribeTargetHealth"]
+            if len(beats) < 2:
+                raise SystemExit(f"{r}: fewer than 2 gate polls in the 3 s window: {beats}")
+            polls[r] = len(beats) - 1
+            lo, hi = beats[0] - POLL_MS / 2000, beats[-1] - POLL_MS / 2000
+            for e in window:
+                if e["region"] == r and e["service"] not in ("dynamodb", "sts") and lo <= e["t"] < hi:
+                    per_region.setdefault(r, {}).setdefault(e["action"], 0)
+                    per_region[r][e["action"]] += 1
         calls = {r: sum(per_region.get(r, {}).values()) for r in env.regions}
         per_poll = max(calls[r] / max(polls[r], 1) for r in env.regions)
         elb_per_poll = max(sum(c for a, c in per_region.get(r, {}).items() if a in ELB_ACTIONS)
@@ -365,7 +375,7 @@ def write(rows: list[dict[str, Any]], det: list[dict[str, Any]]) -> None:
         "Goals: ratio <= 1.5x and flat in the region count; <= 3 calls per region per poll "
         "(so 16 regions stay under ELBv2's 10 Describe calls per second per account and region).",
         "",
-        "Calls in one region during the 3 s window (the last region of the largest row): "
+        "Calls in one region over the whole polls of the 3 s window (the last region of the largest row): "
         + ", ".join(f"{a} {c}" for a, c in sorted(rows[-1]["actions"].items())) + ".",
         "",
         "AWS calls from 50 ms before the decision to the last production listener flip (largest row): "
