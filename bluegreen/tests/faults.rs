@@ -225,6 +225,53 @@ async fn deleting_the_previous_task_set_failing_in_cleanup() {
     cleanup_failing("DeleteTaskSet").await;
 }
 
+/// The rollback itself cannot finish: us-east-1's production listener refuses to move back (a
+/// 500, twice: the promote's fast flip and the region's own rollback). The promote says which
+/// call failed where and what to run, keeps the lock (the deployment is not over) and exits 1,
+/// with the weights whole; `bluegreen rollback` then finishes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_cannot_finish_keeps_the_lock_and_rollback_finishes_it() {
+    let prod = Prod::start(STRATEGY, "").await;
+    let (mut child, reader) = prod.spawn_until(
+        &["promote", "v1.2.0", "--bake", "60s"],
+        "[us-east-1] bake: 10%",
+        &[],
+    );
+    prod.aws
+        .fault(serde_json::json!({"action": "ModifyListener", "region": "us-east-1", "error": "internal", "times": 2}))
+        .await;
+    let cw = aws_sdk_cloudwatch::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
+    cw.set_alarm_state()
+        .alarm_name("hello-us-east-1-5xx")
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("5xx rate 9%")
+        .send()
+        .await
+        .unwrap();
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("hello-us-east-1-5xx")
+            && err.contains("the rollback did not finish in us-east-1")
+            && err.contains("ModifyListener in us-east-1 failed: InternalFailure")
+            && err.contains("; run `bluegreen rollback -e prod` (lock kept)"),
+        "{err}"
+    );
+    assert_weights_whole(&prod, "after the rollback failed").await;
+    let j = prod.journal_latest().await;
+    assert_eq!(j["outcome"], "rollback-failed", "{err}");
+    assert_ne!(j["lock"], Value::Null, "the lock was released: {j}");
+
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("taking the lock over"), "{err}");
+    prod.assert_everywhere("v1.1.0").await;
+    let j = prod.journal_latest().await;
+    assert_eq!(j["outcome"], "rolled-back", "{j}");
+    assert_eq!(j["lock"], Value::Null, "{j}");
+}
+
 /// AWS stops answering at the 10% step (the stand-in's port closed and every connection cut,
 /// state kept, as when AWS's endpoint is unreachable from the runner): the promote fails with a
 /// clear error that says what to run, and once AWS answers again `rollback` restores v1.1.0.

@@ -701,7 +701,7 @@ async fn execute(
             finish(beat, watcher);
             if !broken.is_empty() {
                 return Err(Error::Failed(format!(
-                    "{reason}; the rollback did not finish in {}: run `bluegreen rollback -e {}` (lock kept)",
+                    "{reason}; the rollback did not finish in {}; run `bluegreen rollback -e {}` (lock kept)",
                     broken.join("; "),
                     env.plan.env
                 )));
