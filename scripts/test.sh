@@ -9,8 +9,9 @@ step=""
 trap 'rc=$?; [ $rc -eq 0 ] || echo "FAIL: make test stopped at: ${step:-setup} (exit $rc)"' EXIT
 
 step="tool install"
-# docker-registry and htpasswd: the stand-in's registries (tools/localaws).
-need_apt docker-registry apache2-utils
+# docker-registry and htpasswd: the stand-in's registries (tools/localaws); bsdutils: script(1),
+# the pseudo-terminal of the terminal-output test.
+need_apt docker-registry apache2-utils bsdutils
 need_venv
 need_venv "$ROOT/tools/requirements-checkov.txt" "$ROOT/.venv-checkov"
 need_npm_tools

@@ -257,6 +257,72 @@ async fn a_rollback_flips_every_region_at_once() {
     );
 }
 
+/// `cmd` run under a pseudo-terminal 120 columns wide (util-linux `script`): (exit code, all
+/// it wrote to the terminal, escape sequences included).
+fn run_in_terminal(cmd: &std::process::Command) -> (i32, String) {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let line = std::iter::once(quote(cmd.get_program()))
+        .chain(cmd.get_args().map(quote))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["--quiet", "--return", "--command"])
+        .arg(format!("stty cols 120 rows 40; exec {line}"))
+        .arg("/dev/null")
+        .env_clear()
+        .env("TERM", "xterm-256color")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            script.env(k, v);
+        }
+    }
+    let out = script.output().expect("run script(1), from util-linux");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// On a terminal, progress is one live line per region (spinner, region, phase and message),
+/// redrawn in place; events that concern the whole run print above them; the result follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_each_region_has_a_live_line_and_the_result_follows() {
+    let prod = Prod::start(FAST, "").await;
+    let (code, screen) = run_in_terminal(&prod.command(&["promote", "v1.2.0"]));
+    assert_eq!(code, 0, "{screen}");
+    prod.assert_everywhere("v1.2.0").await;
+    // Redrawn in place: the bars move the cursor up and clear lines.
+    assert!(
+        screen.contains("\x1b[") && screen.contains("\x1b[2K"),
+        "no live redraw on a terminal:\n{screen:?}"
+    );
+    // Plain mode's timestamped lines are for logs, not terminals.
+    assert!(
+        !screen.contains("Z [us-east-1] "),
+        "plain lines on a terminal:\n{screen}"
+    );
+    assert!(
+        screen.contains("wave: wave 2/2: eu-west-1, ap-southeast-2"),
+        "{screen}"
+    );
+    let result = screen
+        .find("in prod: promoted [promoted, ")
+        .unwrap_or_else(|| panic!("no result line:\n{screen}"));
+    for r in PROD_REGIONS {
+        // Each region's line, in its last frame above the result, says where it ended.
+        let line = screen
+            .rfind(&format!("{r:>15} cleanup: deleted the previous task set"))
+            .unwrap_or_else(|| panic!("no final live line for {r}:\n{screen}"));
+        assert!(line < result, "the result is not below the bars:\n{screen}");
+        assert!(
+            screen.contains(&format!("{r:>15} bake: 50% of traffic on green")),
+            "{r}'s line never showed the bake:\n{screen}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_held_by_another_deployment_exits_4_and_changes_nothing() {
     let prod = Prod::start(FAST, "").await;
