@@ -1,9 +1,9 @@
-"""Extension 7: the request log and injected AWS errors.
+"""Extension 7: the request log, injected AWS errors and network delay.
 
 Every AWS API request the stand-in answers is logged with its service, action, region (from the
 SigV4 credential scope, as AWS routes it), HTTP status, arrival time `t` and answer time `done`
-(and `listener` for ELBv2 calls naming one), so tests and benchmarks can count and time calls
-(`GET /_localaws/requests?since=N`).
+(and `listener` for ELBv2 calls naming one, `injected` for a made-up error, `delayed_ms` for a
+held call), so tests and benchmarks can count and time calls (`GET /_localaws/requests?since=N`).
 
 Faults (`POST /_localaws/faults`) make chosen calls fail the way AWS fails them, before moto sees
 them, so a failed mutation never half-happens:
