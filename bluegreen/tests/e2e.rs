@@ -323,6 +323,123 @@ async fn on_a_terminal_each_region_has_a_live_line_and_the_result_follows() {
     }
 }
 
+/// A process the test started, killed when the test ends however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// rollout.md: traffic never goes to a target group with fewer healthy targets than the live one
+/// had. us-east-1's live colour serves from a third healthy target (registered by hand, as after
+/// an operator scaled out); the new task set runs two, so it never counts as ready, production
+/// never moves to it, and the promote fails with exit 3, saying what it waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_release_never_takes_traffic_with_a_smaller_fleet() {
+    let prod = Prod::start(FAST, "").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _extra = Killed(
+        std::process::Command::new(service_binary())
+            .env_clear()
+            .env("PORT", port.to_string())
+            .env("BIND_ADDR", "127.0.0.1")
+            .env("APP_VERSION", "v1.1.0")
+            .env("AWS_REGION", "us-east-1")
+            .env("RUST_LOG", "off")
+            .spawn()
+            .unwrap(),
+    );
+    let elb =
+        aws_sdk_elasticloadbalancingv2::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
+    let blue = elb
+        .describe_target_groups()
+        .names("hello-us-east-1-blue")
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_owned();
+    elb.register_targets()
+        .target_group_arn(&blue)
+        .targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id("127.0.0.1")
+                .port(i32::from(port))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        "three healthy targets on blue",
+        Duration::from_secs(20),
+        || async {
+            let out = elb
+                .describe_target_health()
+                .target_group_arn(&blue)
+                .send()
+                .await
+                .ok()?;
+            let healthy = out
+                .target_health_descriptions()
+                .iter()
+                .filter(|d| {
+                    d.target_health()
+                        .and_then(|h| h.state())
+                        .map(|s| s.as_str())
+                        == Some("healthy")
+                })
+                .count();
+            (healthy == 3).then_some(())
+        },
+    )
+    .await;
+    let production = listener_on(&elb, 18000)
+        .await
+        .listener_arn()
+        .unwrap()
+        .to_owned();
+
+    let (since, _) = prod.aws.requests(0).await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.0", "--ready-timeout", "3s"]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains("need all healthy and at least 3") && err.contains("us-east-1"),
+        "{err}"
+    );
+    // The only change of the production listener is the rollback's, to where it already was.
+    let (_, log) = prod.aws.requests(since).await;
+    let changes: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["action"] == "ModifyListener" && e["listener"] == production.as_str())
+        .collect();
+    assert!(changes.len() <= 1, "production moved: {changes:?}\n{err}");
+    assert_eq!(
+        listener_weights(&prod.state().await, "us-east-1")[0],
+        [100, 0],
+        "{err}"
+    );
+    // Wave two untouched.
+    let touched: Vec<String> = prod
+        .aws
+        .mutations_since(since)
+        .await
+        .into_iter()
+        .filter(|m| !m.ends_with("@us-east-1") && !m.starts_with("PutItem@"))
+        .collect();
+    assert!(touched.is_empty(), "wave two was touched: {touched:?}");
+    prod.assert_everywhere("v1.1.0").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_held_by_another_deployment_exits_4_and_changes_nothing() {
     let prod = Prod::start(FAST, "").await;
