@@ -105,6 +105,75 @@ kill_matrix! {
     sigkill_during_cleanup: "[us-east-1] cleanup:";
 }
 
+/// SIGKILL while a weight change is in flight: AWS has the ModifyListener of the 10% step (the
+/// stand-in holds it 1.5 s, then applies it) but the CLI dies before it hears back or journals
+/// the step. What follows decides from what AWS says, not from the journal's last step: first
+/// `rollback` restores v1.1.0; then, killed the same way again, `promote` finishes v1.2.0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_a_weight_change_is_in_flight() {
+    let prod = Prod::start(STRATEGY, "").await;
+    for then in ["rollback", "promote"] {
+        // The test listener's change goes through; the first weight step is held.
+        prod.aws
+            .fault(serde_json::json!({"action": "ModifyListener", "region": "us-east-1", "delay_ms": 1500, "skip": 1, "times": 1}))
+            .await;
+        let (since, _) = prod.aws.requests(0).await;
+        let (mut child, _) =
+            prod.spawn_until(&["promote", "v1.2.0"], "[us-east-1] test-traffic:", &[]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        signal(&child, "KILL");
+        let killed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        child.wait().unwrap();
+        let held = eventually(
+            "the held weight step to land",
+            Duration::from_secs(10),
+            || async {
+                let (_, log) = prod.aws.requests(since).await;
+                log.into_iter().find(|e| {
+                    e["action"] == "ModifyListener"
+                        && e["delayed_ms"] == 1500.0
+                        && e["done"].is_f64()
+                })
+            },
+        )
+        .await;
+        assert!(
+            held["t"].as_f64().unwrap() < killed
+                && killed < held["done"].as_f64().unwrap()
+                && held["status"] == 200,
+            "the kill did not land while the step was in flight: {held} (killed at {killed})"
+        );
+        // AWS applied the step the CLI never heard back about.
+        let elb = aws_sdk_elasticloadbalancingv2::Client::new(
+            &prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await,
+        );
+        let production = listener_on(&elb, 18000).await;
+        let mut weights: Vec<i32> = production.default_actions()[0]
+            .forward_config()
+            .unwrap()
+            .target_groups()
+            .iter()
+            .map(|t| t.weight().unwrap_or(0))
+            .collect();
+        weights.sort_unstable();
+        assert_eq!(weights, [10, 90], "the held step did not land");
+        assert_weights_whole(&prod, &format!("after a kill mid-step, before {then}")).await;
+        if then == "rollback" {
+            let (code, out, err) = prod.run(&["rollback"]);
+            assert_eq!(code, 0, "{out}{err}");
+            prod.assert_everywhere("v1.1.0").await;
+        } else {
+            let (code, out, err) = promote_when_unlocked(&prod);
+            assert_eq!(code, 0, "{out}{err}");
+            prod.assert_everywhere("v1.2.0").await;
+        }
+        assert_eq!(prod.journal_latest().await["lock"], Value::Null);
+    }
+}
+
 /// AWS fails `action` in `region` twice with throttling and, with three attempts allowed, the
 /// promote goes through; then it fails it three times with 500s and the deployment is rolled
 /// back everywhere, named by call and region.
