@@ -341,6 +341,36 @@ async fn a_rollback_that_cannot_finish_keeps_the_lock_and_rollback_finishes_it()
     assert_eq!(j["lock"], Value::Null, "{j}");
 }
 
+/// The rollback puts production back but cannot remove the failed release's task set: the
+/// promote exits 1 saying production is safe and what is left, and `rollback` removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_whose_cleanup_fails_says_production_is_back() {
+    let prod = Prod::start(STRATEGY, "").await;
+    prod.aws
+        .fault(serde_json::json!({"action": "DeleteTaskSet", "region": "us-east-1", "error": "internal", "times": 1}))
+        .await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.1"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("the rollback did not finish in us-east-1: production is back on blue (100%), but DeleteTaskSet in us-east-1 failed")
+            && err.contains("run `bluegreen rollback -e prod`"),
+        "{err}"
+    );
+    assert_eq!(
+        prod.versions("us-east-1", 20)
+            .await
+            .keys()
+            .collect::<Vec<_>>(),
+        ["v1.1.0"],
+        "{err}"
+    );
+    assert_weights_whole(&prod, "after the rollback's cleanup failed").await;
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    prod.assert_everywhere("v1.1.0").await;
+    assert_eq!(prod.journal_latest().await["lock"], Value::Null);
+}
+
 /// AWS stops answering at the 10% step (the stand-in's port closed and every connection cut,
 /// state kept, as when AWS's endpoint is unreachable from the runner): the promote fails with a
 /// clear error that says what to run, and once AWS answers again `rollback` restores v1.1.0.

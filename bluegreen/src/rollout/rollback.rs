@@ -112,19 +112,22 @@ pub async fn region(
             format!("production back on {prev} (100%)"),
         );
     }
+    // From here on production is safe; a failure says so, so nobody is paged for a live outage
+    // that is not there.
+    let after = |e: &dyn std::fmt::Display| format!("production is back on {prev} (100%), but {e}");
     elb::point_test_listener(c, &topo, prev)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| after(&e))?;
     ecs::make_primary(c, &plan.cluster, &plan.service, &ts.arn)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| after(&e))?;
     for other in svc.task_sets.iter().filter(|t| t.arn != ts.arn) {
         ecs::scale(c, &plan.cluster, &plan.service, &other.arn, 0.0)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| after(&e))?;
         ecs::delete(c, &plan.cluster, &plan.service, &other.arn)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| after(&e))?;
     }
     Ok(how.into())
 }
