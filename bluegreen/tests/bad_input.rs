@@ -354,17 +354,7 @@ async fn gates_and_credentials_refuse_before_anything_changes() {
     let prod = Prod::start(FAST, "").await;
 
     // An alarm already firing.
-    let cw = aws_sdk_cloudwatch::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "ap-southeast-2").await);
-    let set_alarm = |state| {
-        cw.set_alarm_state()
-            .alarm_name("hello-ap-southeast-2-5xx")
-            .state_value(state)
-            .state_reason("5xx rate 9%")
-            .send()
-    };
-    set_alarm(aws_sdk_cloudwatch::types::StateValue::Alarm)
-        .await
-        .unwrap();
+    prod.set_alarm("ap-southeast-2", true, "5xx rate 9%").await;
     refused(
         &prod,
         "alarm in ALARM",
@@ -376,9 +366,7 @@ async fn gates_and_credentials_refuse_before_anything_changes() {
         ],
     )
     .await;
-    set_alarm(aws_sdk_cloudwatch::types::StateValue::Ok)
-        .await
-        .unwrap();
+    prod.set_alarm("ap-southeast-2", false, "5xx rate 0%").await;
 
     // CRITICAL scan findings.
     let findings = |counts| {

@@ -479,14 +479,7 @@ async fn preflight_refusals_exit_2_and_change_nothing() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
     // An alarm already in ALARM refuses, unless the operator says the release is the fix.
-    let cw = aws_sdk_cloudwatch::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "eu-west-1").await);
-    cw.set_alarm_state()
-        .alarm_name("hello-eu-west-1-5xx")
-        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
-        .state_reason("5xx rate 7%")
-        .send()
-        .await
-        .unwrap();
+    prod.set_alarm("eu-west-1", true, "5xx rate 7%").await;
     let (code, _, err) = prod.run(&["promote", "v1.2.0"]);
     assert_eq!(code, 2, "{err}");
     assert!(

@@ -309,14 +309,7 @@ async fn a_rollback_that_cannot_finish_keeps_the_lock_and_rollback_finishes_it()
     prod.aws
         .fault(serde_json::json!({"action": "ModifyListener", "region": "us-east-1", "error": "internal", "times": 2}))
         .await;
-    let cw = aws_sdk_cloudwatch::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
-    cw.set_alarm_state()
-        .alarm_name("hello-us-east-1-5xx")
-        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
-        .state_reason("5xx rate 9%")
-        .send()
-        .await
-        .unwrap();
+    prod.set_alarm("us-east-1", true, "5xx rate 9%").await;
     let status = child.wait().unwrap();
     let err = reader.join().unwrap();
     assert_eq!(status.code(), Some(1), "{err}");

@@ -668,6 +668,24 @@ impl Prod {
         }
     }
 
+    /// Sets region `r`'s 5xx alarm (`hello-<r>-5xx`) to ALARM (`firing`) or OK, with `reason`, as
+    /// CloudWatch would when its metric crosses the threshold.
+    pub async fn set_alarm(&self, r: &str, firing: bool, reason: &str) {
+        use aws_sdk_cloudwatch::types::StateValue;
+        aws_sdk_cloudwatch::Client::new(&self.aws.sdk_as(ACCOUNT_B, r).await)
+            .set_alarm_state()
+            .alarm_name(format!("hello-{r}-5xx"))
+            .state_value(if firing {
+                StateValue::Alarm
+            } else {
+                StateValue::Ok
+            })
+            .state_reason(reason)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Prod's deployment lock (table bluegreen-prod in us-east-1, account B), with `lease` for
     /// what this handle acquires.
     pub async fn lock(&self, lease: Duration) -> bluegreen::aws::lock::Lock {
