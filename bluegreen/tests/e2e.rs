@@ -531,6 +531,13 @@ async fn until_test_traffic_pauses_with_the_lock_held_and_continue_finishes() {
     // Another promote meanwhile is refused by the lock.
     let (code, _, _) = prod.run(&["promote", "v1.2.0"]);
     assert_eq!(code, 4);
+    // `status` says how to go on.
+    let (code, out, err) = prod.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("next: `bluegreen continue -e prod` finishes deployment"),
+        "{out}"
+    );
     let (code, out, err) = prod.run(&["continue"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("promoted"), "{out}");

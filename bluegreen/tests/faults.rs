@@ -324,6 +324,12 @@ async fn a_rollback_that_cannot_finish_keeps_the_lock_and_rollback_finishes_it()
     let j = prod.journal_latest().await;
     assert_eq!(j["outcome"], "rollback-failed", "{err}");
     assert_ne!(j["lock"], Value::Null, "the lock was released: {j}");
+    let (code, out, err) = prod.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("next: `bluegreen rollback -e prod`: the rollback of deployment"),
+        "{out}"
+    );
 
     let (code, out, err) = prod.run(&["rollback"]);
     assert_eq!(code, 0, "{out}{err}");

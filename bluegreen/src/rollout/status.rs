@@ -44,6 +44,8 @@ pub struct Status {
     pub lock: Option<Holder>,
     pub latest: Option<Record>,
     pub regions: Vec<RegionStatus>,
+    /// What an operator should run next, when the environment is not settled.
+    pub next: Option<String>,
 }
 
 async fn region_status(env: &Env, plan: &crate::config::RegionPlan) -> RegionStatus {
@@ -112,21 +114,80 @@ pub async fn status(env: &Env) -> Result<Status, Error> {
     let regions =
         futures_util::future::join_all(env.plan.regions.values().map(|p| region_status(env, p)))
             .await;
+    let lock = env
+        .lock
+        .holder()
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    let latest = env
+        .journal
+        .history(1)
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?
+        .pop();
+    let next = next_step(
+        &env.plan.env,
+        lock.as_ref(),
+        latest.as_ref(),
+        &regions,
+        lock::now_ms(),
+    );
     Ok(Status {
         env: env.plan.env.clone(),
         account: env.plan.account_id.clone(),
-        lock: env
-            .lock
-            .holder()
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))?,
-        latest: env
-            .journal
-            .history(1)
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))?
-            .pop(),
+        lock,
+        latest,
         regions,
+        next,
+    })
+}
+
+/// The command that settles an environment left unsettled, from the journal's latest record, the
+/// lock and what the regions' listeners say; None when it is settled or a deployment is running.
+fn next_step(
+    env: &str,
+    lock: Option<&Holder>,
+    latest: Option<&Record>,
+    regions: &[RegionStatus],
+    now_ms: u64,
+) -> Option<String> {
+    if let Some(r) = latest {
+        match r.outcome.as_deref() {
+            Some("rollback-failed") => {
+                return Some(format!(
+                    "`bluegreen rollback -e {env}`: the rollback of deployment {} did not finish",
+                    r.id
+                ));
+            }
+            None if r.phase == "paused" => {
+                return Some(format!(
+                    "`bluegreen continue -e {env}` finishes deployment {} of {}; `bluegreen rollback -e {env}` aborts it",
+                    r.id, r.version
+                ));
+            }
+            None => {
+                let running = lock.is_some_and(|h| h.deployment == r.id && !h.expired(now_ms));
+                if running {
+                    return None;
+                }
+                return Some(format!(
+                    "deployment {} of {} stopped at phase {}: `bluegreen rollback -e {env}` puts every region back; `bluegreen promote {} -e {env}` rolls back and starts again",
+                    r.id, r.version, r.phase, r.version
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let split: Vec<&str> = regions
+        .iter()
+        .filter(|r| r.live.is_none() && r.weights.is_some())
+        .map(|r| r.region.as_str())
+        .collect();
+    (!split.is_empty()).then(|| {
+        format!(
+            "both colours carry production traffic in {} with no deployment running: set the production listener back to 100% on the colour that should serve",
+            split.join(", ")
+        )
     })
 }
 
@@ -149,6 +210,9 @@ impl fmt::Display for Status {
                     .as_deref()
                     .unwrap_or(&format!("unfinished, at {}", r.phase))
             )?;
+        }
+        if let Some(next) = &self.next {
+            writeln!(f, "next: {next}")?;
         }
         for r in &self.regions {
             writeln!(f)?;
@@ -327,4 +391,99 @@ pub async fn history(env: &Env, limit: i32) -> Result<History, Error> {
             .await
             .map_err(|e| Error::Failed(e.to_string()))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(name: &str, blue: i32, green: i32) -> RegionStatus {
+        let weights = Weights { blue, green };
+        RegionStatus {
+            region: name.into(),
+            endpoint: None,
+            live: weights.live(),
+            weights: Some(weights),
+            test_listener: None,
+            task_sets: Vec::new(),
+            health: BTreeMap::new(),
+            error: None,
+        }
+    }
+
+    fn record(phase: &str, outcome: Option<&str>) -> Record {
+        Record {
+            id: "d1".into(),
+            version: "v1.2.0".into(),
+            phase: phase.into(),
+            outcome: outcome.map(Into::into),
+            ..Record::default()
+        }
+    }
+
+    fn holder(deployment: &str, expires_ms: u64) -> Holder {
+        Holder {
+            deployment: deployment.into(),
+            owner: "ci".into(),
+            version: "v1.2.0".into(),
+            acquired_ms: 0,
+            expires_ms,
+        }
+    }
+
+    #[test]
+    fn a_settled_environment_needs_nothing() {
+        let settled = [region("us-east-1", 100, 0)];
+        let done = record("promoted", Some("promoted"));
+        assert_eq!(next_step("prod", None, Some(&done), &settled, 10), None);
+        assert_eq!(next_step("prod", None, None, &settled, 10), None);
+    }
+
+    #[test]
+    fn a_running_deployment_is_left_alone() {
+        let mid = [region("us-east-1", 50, 50)];
+        let running = record("shifting", None);
+        let lock = holder("d1", 20);
+        assert_eq!(
+            next_step("prod", Some(&lock), Some(&running), &mid, 10),
+            None
+        );
+    }
+
+    #[test]
+    fn an_unsettled_environment_names_the_command() {
+        let mid = [region("us-east-1", 50, 50)];
+        let cases = [
+            (
+                record("rollback-failed", Some("rollback-failed")),
+                None,
+                "`bluegreen rollback -e prod`: the rollback of deployment d1 did not finish",
+            ),
+            (
+                record("paused", None),
+                Some(holder("d1", 20)),
+                "`bluegreen continue -e prod` finishes deployment d1",
+            ),
+            (
+                record("shifting", None),
+                Some(holder("d1", 5)),
+                "stopped at phase shifting: `bluegreen rollback -e prod` puts every region back",
+            ),
+            (
+                record("shifting", None),
+                None,
+                "`bluegreen promote v1.2.0 -e prod` rolls back and starts again",
+            ),
+            (
+                record("promoted", Some("promoted")),
+                None,
+                "both colours carry production traffic in us-east-1",
+            ),
+        ];
+        for (latest, lock, says) in cases {
+            let next = next_step("prod", lock.as_ref(), Some(&latest), &mid, 10)
+                .unwrap_or_else(|| panic!("{latest:?}: no next step"));
+            assert!(next.contains(says), "{latest:?}: {next}");
+        }
+    }
 }
