@@ -8,7 +8,8 @@ Per region count, on a fresh stand-in (v1.1.0 live, 2 tasks per region, health c
 - Rollback latency: one region's alarm is set to ALARM; from bluegreen's decision (the `failed`
   event's timestamp) to the answer of the last ModifyListener on a production listener, i.e.
   every production listener back at 100% on the previous colour. Against one ModifyListener
-  round trip measured in the same run with the same SDK (`bench modify-listener`, median of 20).
+  round trip measured in the same run through bluegreen's own `set_weights` (`bench
+  modify-listener`, median of 20).
   Goal <= 1.5x, flat in the region count. Then again with LATENCY_MS (50) of round trip added to
   every AWS call by the stand-in (extension 7's `delay_ms`).
 - Detection latency (1 region, DETECT_RUNS times): one green task's process is SIGKILLed mid-bake;
@@ -128,6 +129,12 @@ class Env:
                     return False
         return True
 
+    def alarm(self, firing: bool) -> None:
+        """The last region's 5xx alarm to ALARM (`firing`) or OK, as CloudWatch would set it."""
+        last = self.regions[-1]
+        self.aws.client("cloudwatch", PROD, last).set_alarm_state(
+            AlarmName=f"hello-{last}-5xx", StateValue="ALARM" if firing else "OK", StateReason="bench")
+
     def promote(self) -> "Run":
         return Run(self, [BLUEGREEN, "promote", "v1.2.0", "-e", "prod", "--config-dir", self.config_dir,
                           "--output", "json"])
@@ -191,7 +198,7 @@ def measure(n: int) -> dict[str, Any]:
     try:
         def flips(regions: list[str]) -> dict[str, Any]:
             return json.loads(subprocess.run(
-                [BENCH, "modify-listener", PROD, ",".join(regions), "hello-", "18000", "20"],
+                [BENCH, "modify-listener", PROD, ",".join(regions), "hello-", "18000", "18001", "20"],
                 env=aws.env, check=True, capture_output=True, text=True).stdout)
 
         rtt = flips(env.regions[:1])
@@ -259,8 +266,7 @@ def rollback_samples(env: Env, run: "Run | None") -> list[dict[str, Any]]:
             time.sleep(0.3)
         samples.append(rollback_once(env, run))
         run = None
-        cw_ok = env.aws.client("cloudwatch", PROD, env.regions[-1])
-        cw_ok.set_alarm_state(AlarmName=f"hello-{env.regions[-1]}-5xx", StateValue="OK", StateReason="bench")
+        env.alarm(False)
         env.settle("v1.1.0")
     return sorted(samples, key=lambda x: x["latency_ms"])
 
@@ -269,10 +275,9 @@ def rollback_once(env: Env, run: Run) -> dict[str, Any]:
     """Fires the last region's alarm while `run` bakes everywhere; times decision to last flip."""
     aws, n = env.aws, len(env.regions)
     since = aws.control("requests?since=0")["next"]
-    last = env.regions[-1]
-    cw = aws.client("cloudwatch", PROD, last)
+    env.aws.client("cloudwatch", PROD, env.regions[-1])  # made before the clock starts
     fired = time.time()  # the gate cannot see the alarm before this call starts
-    cw.set_alarm_state(AlarmName=f"hello-{last}-5xx", StateValue="ALARM", StateReason="bench")
+    env.alarm(True)
     events = run.wait_for(failed, "the failed event")
     code = run.finish()
     decided = ts(next(e for e in events if e.get("phase") == "failed")["ts"])

@@ -4,11 +4,12 @@
 //!   bench copy <source-account> <source-region> <repo> <tag> <target-account> <regions,...> <target-repo>
 //!       The promote's image copy: ECR tokens, resolve, then `copy_all` to every region at once
 //!       with the promote's parallelism. Prints one JSON line.
-//!   bench modify-listener <account> <regions,...> <load-balancer-prefix> <port> <n>
-//!       `n` rounds of ModifyListener, one per region at once, each rewriting the listener's
-//!       current weights (a no-op change): the call bluegreen makes per region to shift or roll
-//!       back. The load balancer of a region is `<prefix><region>`. Prints one JSON line with
-//!       the times of a round.
+//!   bench modify-listener <account> <regions,...> <name-prefix> <port> <test-port> <n>
+//!       `n` rounds of bluegreen's `set_weights` (one ModifyListener), one per region at once,
+//!       each writing the production listener's current weights again (a no-op change): the
+//!       call bluegreen makes per region to shift or roll back. A region's load balancer is
+//!       `<prefix><region>`, its target groups `<prefix><region>-blue` and `-green`, as the
+//!       stand-in's bootstrap names them. Prints one JSON line with the times of a round.
 //!
 //! Accounts are reached by AssumeRole into `arn:aws:iam::<account>:role/bench`.
 
@@ -34,7 +35,7 @@ async fn config(account: &str, region: &str) -> aws_config::SdkConfig {
 fn usage() -> ! {
     eprintln!(
         "usage: bench copy <source-account> <source-region> <repo> <tag> <target-account> <regions,...> <target-repo>\n       \
-         bench modify-listener <account> <regions,...> <load-balancer-prefix> <port> <n>"
+         bench modify-listener <account> <regions,...> <name-prefix> <port> <test-port> <n>"
     );
     std::process::exit(2)
 }
@@ -65,10 +66,19 @@ async fn main() {
             )
             .await
         }
-        ["modify-listener", account, regions, lb_prefix, port, n] => {
+        [
+            "modify-listener",
+            account,
+            regions,
+            prefix,
+            port,
+            test_port,
+            n,
+        ] => {
             let port: u16 = port.parse().unwrap_or_else(|_| usage());
+            let test_port: u16 = test_port.parse().unwrap_or_else(|_| usage());
             let n: usize = n.parse().unwrap_or_else(|_| usage());
-            modify_listener(account, regions, lb_prefix, port, n).await
+            modify_listener(account, regions, prefix, (port, test_port), n).await
         }
         _ => usage(),
     }
@@ -124,70 +134,46 @@ async fn copy(
     );
 }
 
-/// The listener on `port` of `lb` in `region` and its current weighted forward.
-async fn listener_of(
-    account: &str,
-    region: &str,
-    lb: &str,
-    port: u16,
-) -> (
-    aws_sdk_elasticloadbalancingv2::Client,
-    String,
-    aws_sdk_elasticloadbalancingv2::types::ForwardActionConfig,
-) {
-    let cfg = config(account, region).await;
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&cfg);
-    let lbs = elb
-        .describe_load_balancers()
-        .names(lb)
-        .send()
-        .await
-        .expect("load balancer");
-    let lb_arn = lbs.load_balancers()[0].load_balancer_arn().unwrap();
-    let listeners = elb
-        .describe_listeners()
-        .load_balancer_arn(lb_arn)
-        .send()
-        .await
-        .expect("listeners");
-    let listener = listeners
-        .listeners()
-        .iter()
-        .find(|l| l.port() == Some(i32::from(port)))
-        .expect("listener on port");
-    let forward = listener.default_actions()[0]
-        .forward_config()
-        .expect("weighted forward")
-        .clone();
-    (elb, listener.listener_arn().unwrap().to_owned(), forward)
-}
-
-async fn modify_listener(account: &str, regions: &str, lb_prefix: &str, port: u16, n: usize) {
-    use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum};
+async fn modify_listener(account: &str, regions: &str, prefix: &str, ports: (u16, u16), n: usize) {
+    use bluegreen::aws::{Clients, elb};
+    let regions: Vec<&str> = regions.split(',').collect();
+    let clients = Clients::new(&config(account, regions[0]).await, regions.iter().copied());
     let mut listeners = Vec::new();
-    for r in regions.split(',') {
-        listeners.push(listener_of(account, r, &format!("{lb_prefix}{r}"), port).await);
+    for r in &regions {
+        // Only the load balancer, listener and target group names are read here.
+        let plan = bluegreen::config::RegionPlan {
+            region: (*r).to_owned(),
+            cluster: String::new(),
+            service: String::new(),
+            load_balancer: format!("{prefix}{r}"),
+            listener_port: ports.0,
+            test_listener_port: ports.1,
+            blue_target_group: format!("{prefix}{r}-blue"),
+            green_target_group: format!("{prefix}{r}-green"),
+            alarms: Vec::new(),
+            probe_path: "/health".into(),
+            container: None,
+        };
+        let c = clients.region(r);
+        let topo = elb::discover(c, &plan).await.expect("load balancer");
+        let weights = elb::weights(c, &topo, &plan)
+            .await
+            .expect("weighted forward");
+        listeners.push((c, topo, weights));
     }
     let mut ms = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
         // Every region at once, as a rollback flips them.
-        futures_util::future::join_all(listeners.iter().map(|(elb, arn, forward)| {
-            elb.modify_listener()
-                .listener_arn(arn)
-                .default_actions(
-                    Action::builder()
-                        .r#type(ActionTypeEnum::Forward)
-                        .forward_config(forward.clone())
-                        .build(),
-                )
-                .send()
-        }))
+        for res in futures_util::future::join_all(
+            listeners
+                .iter()
+                .map(|(c, topo, w)| elb::set_weights(c, topo, *w)),
+        )
         .await
-        .into_iter()
-        .for_each(|r| {
-            r.expect("ModifyListener");
-        });
+        {
+            res.expect("ModifyListener");
+        }
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     ms.sort_by(f64::total_cmp);

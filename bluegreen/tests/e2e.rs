@@ -194,29 +194,12 @@ async fn a_rollback_flips_every_region_at_once() {
         &[],
     );
     // Wave two baking at 50% in both regions, so no weight step is under way at the signal.
-    for (arn, (r, elb)) in production.iter().filter(|(_, (r, _))| *r != "us-east-1") {
+    for (r, elb) in production.values().filter(|(r, _)| *r != "us-east-1") {
         eventually(
             &format!("{r} baking at 50%"),
             Duration::from_secs(30),
-            || {
-                let (elb, arn) = (elb.clone(), arn.clone());
-                async move {
-                    let out = elb
-                        .describe_listeners()
-                        .listener_arns(arn)
-                        .send()
-                        .await
-                        .ok()?;
-                    let forward = out.listeners()[0].default_actions()[0]
-                        .forward_config()?
-                        .clone();
-                    let weights: Vec<i32> = forward
-                        .target_groups()
-                        .iter()
-                        .map(|t| t.weight().unwrap_or(0))
-                        .collect();
-                    (weights == [50, 50]).then_some(())
-                }
+            || async move {
+                (forward_weights(&listener_on(elb, 18000).await) == [50, 50]).then_some(())
             },
         )
         .await;

@@ -150,14 +150,7 @@ async fn sigkill_while_a_weight_change_is_in_flight() {
         let elb = aws_sdk_elasticloadbalancingv2::Client::new(
             &prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await,
         );
-        let production = listener_on(&elb, 18000).await;
-        let mut weights: Vec<i32> = production.default_actions()[0]
-            .forward_config()
-            .unwrap()
-            .target_groups()
-            .iter()
-            .map(|t| t.weight().unwrap_or(0))
-            .collect();
+        let mut weights = forward_weights(&listener_on(&elb, 18000).await);
         weights.sort_unstable();
         assert_eq!(weights, [10, 90], "the held step did not land");
         assert_weights_whole(&prod, &format!("after a kill mid-step, before {then}")).await;

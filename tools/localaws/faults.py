@@ -53,16 +53,17 @@ _SCOPE = re.compile(r"Credential=([^/]+)/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_re
 _LOG_LIMIT = 500_000
 
 
-def describe(environ: dict[str, Any]) -> tuple[str, str, str, str | None]:
-    """(service, action, region, ListenerArn if any) of one AWS request; reads and restores the
-    body of query-protocol requests."""
+def describe(environ: dict[str, Any]) -> tuple[str, str, str, str, str | None]:
+    """(service, action, region, access key id, ListenerArn if any) of one AWS request; reads and
+    restores the body of query-protocol requests."""
     service = region = "?"
+    access_key = ""
     m = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     if m:
-        region, service = m.group(2), m.group(3)
+        access_key, region, service = m.group(1), m.group(2), m.group(3)
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if target:
-        return service, target.rsplit(".", 1)[-1], region, None
+        return service, target.rsplit(".", 1)[-1], region, access_key, None
     params = parse_qs(environ.get("QUERY_STRING", ""))
     if environ.get("REQUEST_METHOD") == "POST":
         length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -70,7 +71,7 @@ def describe(environ: dict[str, Any]) -> tuple[str, str, str, str | None]:
         environ["wsgi.input"] = io.BytesIO(body)
         params.update(parse_qs(body.decode("utf-8", "replace")))
     action = params.get("Action", ["?"])[0]
-    return service, action, region, params.get("ListenerArn", [None])[0]
+    return service, action, region, access_key, params.get("ListenerArn", [None])[0]
 
 
 class Fault:
@@ -154,12 +155,11 @@ class Faults:
         """The WSGI app in front of moto: logs every request, fails the ones a fault matches."""
 
         def handle(environ: dict[str, Any], start_response: Callable) -> Any:
-            service, action, region, listener = describe(environ)
+            service, action, region, access_key, listener = describe(environ)
             entry = {"t": time.time(), "service": service, "action": action, "region": region, "status": 0}
             if listener:
                 entry["listener"] = listener
-            m = _SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-            delay, error = self._pick(action, region, m.group(1) if m else "")
+            delay, error = self._pick(action, region, access_key)
             if delay:
                 entry["delayed_ms"] = round(delay * 1000, 3)
                 time.sleep(delay)

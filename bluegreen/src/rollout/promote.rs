@@ -12,7 +12,7 @@ use super::region::{self, Ended, Run, Stop, Tracker, Until};
 use super::rollback;
 use super::{Env, Error, heartbeat, validate_version};
 use crate::aws::ecs;
-use crate::aws::elb::{self, Colour, Weights};
+use crate::aws::elb::Colour;
 use crate::aws::lock::{self, Record, RegionRecord};
 use crate::aws::registry::{self, Registry, RegistryError, SourceImage};
 
@@ -660,8 +660,10 @@ async fn execute(
                         touched.iter().any(|t| t == s.name()) && s.live_task_set.scale_percent > 0.0
                     })
                     .map(|s| async move {
-                        let res = elb::set_weights(&s.c, &s.topo, Weights::with(s.live, 100)).await;
-                        (s, res)
+                        (
+                            s,
+                            rollback::production_back(env, &s.c, &s.topo, s.live).await,
+                        )
                     }),
             )
             .await;
@@ -669,11 +671,6 @@ async fn execute(
             for (s, res) in flips {
                 match res {
                     Ok(()) => {
-                        rep.event(
-                            Some(s.name()),
-                            "rollback",
-                            format!("production back on {} (100%)", s.live),
-                        );
                         flipped.insert(s.name().to_owned());
                     }
                     Err(e) => rep.warn(Some(s.name()), "rollback", e),

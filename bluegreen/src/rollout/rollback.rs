@@ -103,14 +103,9 @@ pub async fn region(
         }
     };
     if !(flipped && still_running) {
-        elb::set_weights(c, &topo, Weights::with(prev, 100))
+        production_back(env, c, &topo, prev)
             .await
             .map_err(|e| e.to_string())?;
-        env.reporter.event(
-            Some(r),
-            "rollback",
-            format!("production back on {prev} (100%)"),
-        );
     }
     // From here on production is safe; a failure says so, so nobody is paged for a live outage
     // that is not there.
@@ -130,6 +125,23 @@ pub async fn region(
             .map_err(|e| after(&e))?;
     }
     Ok(how.into())
+}
+
+/// The critical path of a rollback: all of the region's production traffic back on `prev`, with
+/// one ModifyListener, said as an event.
+pub async fn production_back(
+    env: &Env,
+    c: &crate::aws::RegionClients,
+    topo: &elb::Topology,
+    prev: Colour,
+) -> Result<(), elb::ElbError> {
+    elb::set_weights(c, topo, Weights::with(prev, 100)).await?;
+    env.reporter.event(
+        Some(&c.region),
+        "rollback",
+        format!("production back on {prev} (100%)"),
+    );
+    Ok(())
 }
 
 /// Rolls back `regions` of `tracker`'s deployment in parallel; returns per-region results.

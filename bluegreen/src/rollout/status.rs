@@ -111,20 +111,14 @@ async fn region_status(env: &Env, plan: &crate::config::RegionPlan) -> RegionSta
 }
 
 pub async fn status(env: &Env) -> Result<Status, Error> {
-    let regions =
-        futures_util::future::join_all(env.plan.regions.values().map(|p| region_status(env, p)))
-            .await;
-    let lock = env
-        .lock
-        .holder()
-        .await
-        .map_err(|e| Error::Failed(e.to_string()))?;
-    let latest = env
-        .journal
-        .history(1)
-        .await
-        .map_err(|e| Error::Failed(e.to_string()))?
-        .pop();
+    // Every region, the lock and the journal at once.
+    let (regions, lock, latest) = tokio::join!(
+        futures_util::future::join_all(env.plan.regions.values().map(|p| region_status(env, p))),
+        env.lock.holder(),
+        env.journal.history(1),
+    );
+    let lock = lock.map_err(|e| Error::Failed(e.to_string()))?;
+    let latest = latest.map_err(|e| Error::Failed(e.to_string()))?.pop();
     let next = next_step(
         &env.plan.env,
         lock.as_ref(),

@@ -302,6 +302,20 @@ pub async fn listener_on(
         .clone()
 }
 
+/// A listener's forward weights, in target group order (empty when it does not forward).
+pub fn forward_weights(l: &aws_sdk_elasticloadbalancingv2::types::Listener) -> Vec<i32> {
+    l.default_actions()
+        .first()
+        .and_then(|a| a.forward_config())
+        .map(|f| {
+            f.target_groups()
+                .iter()
+                .map(|t| t.weight().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Each listener's forward weights in region `r` of a `Prod::state()`, in target group order.
 pub fn listener_weights(state: &Value, r: &str) -> Vec<Vec<i64>> {
     state["regions"][r]["weights"]
