@@ -45,27 +45,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
-        [
-            "copy",
-            src_account,
-            src_region,
-            repo,
-            tag,
-            dst_account,
-            regions,
-            dst_repo,
-        ] => {
-            copy(
-                src_account,
-                src_region,
-                repo,
-                tag,
-                dst_account,
-                regions,
-                dst_repo,
-            )
-            .await
-        }
+        ["copy", args @ ..] => copy(args).await,
         [
             "modify-listener",
             account,
@@ -84,15 +64,19 @@ async fn main() {
     }
 }
 
-async fn copy(
-    src_account: &str,
-    src_region: &str,
-    repo: &str,
-    tag: &str,
-    dst_account: &str,
-    regions: &str,
-    dst_repo: &str,
-) {
+async fn copy(args: &[&str]) {
+    let [
+        src_account,
+        src_region,
+        repo,
+        tag,
+        dst_account,
+        regions,
+        dst_repo,
+    ] = args
+    else {
+        usage()
+    };
     let http = registry::http_client().expect("HTTP client");
     let started = Instant::now();
     let src_cfg = config(src_account, src_region).await;
