@@ -32,6 +32,10 @@ step="cargo test"
 say "$step"
 cargo test --workspace --locked
 
+step="demo --keep"
+say "$step (make demo ARGS=--keep: bluegreen status against the stand-in it keeps, then Ctrl-C)"
+bash scripts/demo-keep-check.sh
+
 step="terraform checks"
 say "$step (HCL parsed; invariants; bluegreen.toml names match Terraform)"
 "$VENV/bin/python" tools/checks/terraform_check.py | grep -v '^ok '
@@ -53,4 +57,4 @@ step="hadolint"
 say "$step service/Dockerfile"
 "$VENV/bin/hadolint" service/Dockerfile
 
-echo "PASS: make test (fmt, clippy, cargo test, terraform checks, checkov, actionlint, hadolint)"
+echo "PASS: make test (fmt, clippy, cargo test, demo --keep, terraform checks, checkov, actionlint, hadolint)"

@@ -5,7 +5,8 @@ v1.2.0 good, v1.2.1 bad: its /health answers 500), creates preprod (one region) 
 regions in two waves, another account) from tools/demo/environments, then runs bluegreen as an
 operator would and curls every region's ALB address after each step. Every step checks its exit
 code; any surprise stops the demo with a non-zero exit. Everything it started is stopped on exit,
-Ctrl-C included, unless --keep leaves the stand-in running for you to try commands by hand.
+Ctrl-C and SIGTERM included. With --keep the stand-in stays up after the story, for you to try
+commands by hand, until Ctrl-C or SIGTERM (exit 0); if it stops by itself meanwhile, the demo exits 1.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import argparse
 import json
 import os
 import pathlib
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -40,8 +43,9 @@ def note(msg: str) -> None:
 
 
 class Demo:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, state: pathlib.Path) -> None:
         self.port = port
+        self.state = state
         self.endpoint = ""
         self.standin: Launched | None = None
         self.albs: dict[str, dict[str, str]] = {}
@@ -57,10 +61,11 @@ class Demo:
 
     # ---- the stand-in -----------------------------------------------------------------------
     def start(self) -> None:
-        shutil.rmtree(STATE, ignore_errors=True)
-        STATE.mkdir(parents=True)
-        self.standin = Launched(str(STATE / "localaws"), str(STATE / "localaws.log"), env=self.env,
-                                port=self.port)
+        shutil.rmtree(self.state / "localaws", ignore_errors=True)
+        self.state.mkdir(parents=True, exist_ok=True)
+        # --exit-with-parent: should this process be SIGKILLed, the stand-in still stops.
+        self.standin = Launched(str(self.state / "localaws"), str(self.state / "localaws.log"), env=self.env,
+                                port=self.port, extra=("--exit-with-parent",))
         self.endpoint = self.standin.endpoint
         self.env["AWS_ENDPOINT_URL"] = self.endpoint
         note(f"AWS endpoint {self.endpoint} (moto + real tasks, registries and ALBs)")
@@ -71,6 +76,23 @@ class Demo:
 
     def control(self, path: str, body: dict) -> dict:
         return self.standin.control(path, body, timeout=120)
+
+    def keep(self) -> None:
+        """--keep: how to reach the stand-in, then wait for Ctrl-C or SIGTERM (KeyboardInterrupt)."""
+        bluegreen = shlex.quote(str(BIN / "bluegreen"))
+        envs = shlex.quote(str(ENVS))
+        # The config files as for the demo's own commands (/dev/null): nothing in ~/.aws can send them elsewhere.
+        exports = {k: self.env[k] for k in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                             "AWS_EC2_METADATA_DISABLED", "AWS_CONFIG_FILE",
+                                             "AWS_SHARED_CREDENTIALS_FILE"]}
+        say(f"The stand-in keeps running at {self.endpoint}; try it from another shell (Ctrl-C here stops everything):")
+        note("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in exports.items()))
+        note(f"{bluegreen} status -e prod --config-dir {envs}")
+        note(f"{bluegreen} promote v1.2.0 -e prod --config-dir {envs}")
+        note(f"curl http://{self.albs['prod']['eu-west-1']}/   # prod eu-west-1")
+        code = self.standin.proc.wait()
+        how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+        sys.exit(f"demo: the stand-in stopped by itself ({how}); see {self.standin.log_path}")
 
     # ---- set-up -------------------------------------------------------------------------------
     def seed(self) -> dict[str, str]:
@@ -140,10 +162,19 @@ class Demo:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--keep", action="store_true", help="leave the stand-in running at the end")
+    p.add_argument("--keep", action="store_true",
+                   help="after the story, keep the stand-in running until Ctrl-C or SIGTERM")
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "4566")))
+    p.add_argument("--state-dir", type=pathlib.Path, default=STATE,
+                   help="the stand-in's state goes to DIR/localaws (wiped first) and its log to DIR/localaws.log "
+                        "(default: %(default)s)")
     args = p.parse_args()
-    demo = Demo(args.port)
+
+    def terminated(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the demo as Ctrl-C does, stand-in included
+
+    signal.signal(signal.SIGTERM, terminated)
+    demo = Demo(args.port, args.state_dir.resolve())
     try:
         say("Starting the local AWS stand-in")
         demo.start()
@@ -180,12 +211,10 @@ def main() -> int:
         say("Done: every step behaved as expected")
 
         if args.keep:
-            say("The stand-in keeps running; try it (Ctrl-C stops everything):")
-            note(f"export AWS_ENDPOINT_URL={demo.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true")
-            note(f"{BIN / 'bluegreen'} status -e prod --config-dir {ENVS}")
-            note(f"{BIN / 'bluegreen'} promote v1.2.0 -e prod --config-dir {ENVS}")
-            note(f"curl http://{demo.albs['prod']['eu-west-1']}/")
-            demo.proc.wait()
+            try:
+                demo.keep()
+            except KeyboardInterrupt:
+                print("\nstopping the stand-in", flush=True)
         return 0
     except KeyboardInterrupt:
         print("\ninterrupted", flush=True)
