@@ -9,7 +9,8 @@ use crate::report::Format;
 
 const EXIT_CODES: &str = "Exit codes:
   0    promoted, rolled back, or nothing to do
-  1    error (including a rollback that could not finish)
+  1    error; \"(lock kept)\" means AWS needs a human (a rollback that could not
+       finish, a journal that missed what AWS holds): the message names the command
   2    refused by preflight or bad input; nothing was changed
   3    the deployment failed and every touched region was rolled back
   4    the environment's lock is held by another deployment
@@ -56,12 +57,13 @@ pub struct Global {
     /// Only warnings, errors and the result
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Attempts per AWS call, first included (standard retry mode)
+    /// Attempts per AWS call, first included (standard retry mode; 1 to 10)
     #[arg(
         long,
         global = true,
         env = "BLUEGREEN_AWS_MAX_ATTEMPTS",
-        default_value_t = 5
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..=10)
     )]
     pub aws_max_attempts: u32,
 }
@@ -72,7 +74,7 @@ pub enum Command {
     /// steps wave by wave, roll every touched region back on the first failure
     Promote(Promote),
     /// Put every region back on the previous release, from any state
-    Rollback,
+    Rollback(RollbackArgs),
     /// Per region: live colour, weights, task sets with versions and digests, health; the lock
     Status,
     /// Every change `promote VERSION` would make, in order, without making any
@@ -81,8 +83,8 @@ pub enum Command {
     Continue,
     /// Past deployments, newest first
     History {
-        /// How many to show
-        #[arg(long, default_value_t = 20)]
+        /// How many to show (1 to 200)
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=200))]
         limit: i32,
     },
     /// Remove the environment's lock, whoever holds it (asks unless --yes)
@@ -113,22 +115,22 @@ impl Preset {
 
 #[derive(Debug, Args)]
 pub struct Strategy {
-    /// Traffic steps in percent, rising to 100 (e.g. 10,50,100)
+    /// Traffic steps in percent, each 1 to 100, rising, ending at 100 (e.g. 10,50,100)
     #[arg(long, value_delimiter = ',', env = "BLUEGREEN_STEPS")]
     pub steps: Option<Vec<u8>>,
     /// Step preset; --steps wins over it
     #[arg(long, value_enum, env = "BLUEGREEN_PRESET")]
     pub preset: Option<Preset>,
-    /// Bake after each step below 100% (e.g. 5m)
+    /// Bake after each step below 100% (e.g. 5m; 0 to 24h)
     #[arg(long, value_parser = duration, env = "BLUEGREEN_BAKE")]
     pub bake: Option<Duration>,
-    /// Bake at 100% while the previous release stays up (e.g. 10m)
+    /// Bake at 100% while the previous release stays up (e.g. 10m; 0 to 48h)
     #[arg(long, value_parser = duration, env = "BLUEGREEN_FINAL_BAKE")]
     pub final_bake: Option<Duration>,
-    /// Gate evaluation interval (e.g. 5s)
+    /// Gate evaluation interval (e.g. 5s; 50ms to 5m, at most the ready timeout)
     #[arg(long, value_parser = duration, env = "BLUEGREEN_POLL")]
     pub poll: Option<Duration>,
-    /// How long the new task set may take to run and be healthy
+    /// How long the new task set may take to run and be healthy (1s to 2h)
     #[arg(long, value_parser = duration, env = "BLUEGREEN_READY_TIMEOUT")]
     pub ready_timeout: Option<Duration>,
 }
@@ -142,8 +144,9 @@ pub struct Promote {
     /// Print the plan and change nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Stop at ready, test-traffic, or a weight step (e.g. 10), lock held, for `continue`
-    #[arg(long)]
+    /// Stop at ready, test-traffic, or one of the weight steps below 100 (e.g. 10), lock held,
+    /// for `continue`
+    #[arg(long, env = "BLUEGREEN_UNTIL")]
     pub until: Option<String>,
     /// Promote despite scan findings at or above the file's scan_threshold
     #[arg(long)]
@@ -151,6 +154,14 @@ pub struct Promote {
     /// Start even though configured alarms are already in ALARM (e.g. when releasing the fix)
     #[arg(long)]
     pub ignore_alarms: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Only these regions (repeatable); the others the deployment changed stay as they are,
+    /// and the lock stays until they are rolled back too
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
 }
 
 #[derive(Debug, Args)]

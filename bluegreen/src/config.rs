@@ -405,58 +405,92 @@ impl Source_<'_> {
 /// Parses and validates an environment file's text.
 pub fn parse(file: &Path, env: &str, text: &str) -> Result<Plan, ConfigError> {
     let src = Source_ { file, text };
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        let message = e.message().trim().to_owned();
-        let key = match message
-            .strip_prefix("missing field `")
-            .and_then(|m| m.split('`').next())
-        {
-            // Reported on the table that lacks the key, or at the top for a top-level key.
-            Some(field) if src.at_header(span.start) => format!("{}.{field}", src.key(span.start)),
-            Some(field) => field.to_owned(),
-            None => src.key(span.start),
-        };
-        let hint = if message.starts_with("unknown field") {
-            "; remove it or fix its spelling"
-        } else if message.starts_with("missing field") {
-            "; add it (environments/prod/bluegreen.toml shows every key)"
-        } else {
-            ""
-        };
-        let message = message
-            .replace("expected i64", "expected a whole number")
-            .replace("missing field", "missing key")
-            .replace("unknown field", "unknown key");
-        src.err_key(span, key, format!("{message}{hint}"))
-    })?;
-
+    let raw: RawFile = toml::from_str(text).map_err(|e| syntax_error(&src, &e))?;
     let account_id = account(&src, &raw.account_id)?;
     let role_arn = raw
         .role_arn
         .as_ref()
         .map(|r| role(&src, r, &account_id))
         .transpose()?;
+    let (regions, waves) = regions_and_waves(&src, &raw)?;
+    Ok(Plan {
+        env: env.to_owned(),
+        file: file.to_path_buf(),
+        account_id,
+        role_arn,
+        source: source(&src, raw.source.get_ref())?,
+        repository: repository(&src, &raw.target.repository)?,
+        waves,
+        regions,
+        strategy: strategy(&src, &raw.strategy)?,
+        lock: LockPlan {
+            table: table_name(&src, &raw.lock.table)?,
+            region: region(&src, &raw.lock.region)?,
+            lease: match &raw.lock.lease {
+                Some(l) => ranged(&src, l, &LEASE)?,
+                None => Duration::from_secs(120),
+            },
+        },
+        hooks: Hooks {
+            pre_traffic: hook(&src, &raw.hooks.pre_traffic)?,
+            post_shift: hook(&src, &raw.hooks.post_shift)?,
+            on_rollback: hook(&src, &raw.hooks.on_rollback)?,
+        },
+    })
+}
 
-    let s = raw.source.get_ref();
-    let source_account = account(&src, &s.account_id)?;
-    let source = Source {
+/// A TOML or shape error, as `file:line: key: message` with what to do.
+fn syntax_error(src: &Source_, e: &toml::de::Error) -> ConfigError {
+    let span = e.span().unwrap_or(0..0);
+    let message = e.message().trim().to_owned();
+    let key = match message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split('`').next())
+    {
+        // Reported on the table that lacks the key, or at the top for a top-level key.
+        Some(field) if src.at_header(span.start) => format!("{}.{field}", src.key(span.start)),
+        Some(field) => field.to_owned(),
+        None => src.key(span.start),
+    };
+    let hint = if message.starts_with("unknown field") {
+        "; remove it or fix its spelling"
+    } else if message.starts_with("missing field") {
+        "; add it (environments/prod/bluegreen.toml shows every key)"
+    } else {
+        ""
+    };
+    let message = message
+        .replace("expected i64", "expected a whole number")
+        .replace("missing field", "missing key")
+        .replace("unknown field", "unknown key");
+    src.err_key(span, key, format!("{message}{hint}"))
+}
+
+fn source(src: &Source_, s: &RawSource) -> Result<Source, ConfigError> {
+    let account_id = account(src, &s.account_id)?;
+    Ok(Source {
         role_arn: s
             .role_arn
             .as_ref()
-            .map(|r| role(&src, r, &source_account))
+            .map(|r| role(src, r, &account_id))
             .transpose()?,
-        account_id: source_account,
-        region: region(&src, &s.region)?,
-        repository: repository(&src, &s.repository)?,
-    };
-    let repository_name = repository(&src, &raw.target.repository)?;
+        account_id,
+        region: region(src, &s.region)?,
+        repository: repository(src, &s.repository)?,
+    })
+}
 
-    // Regions: every table is a real region, every region is in exactly one wave.
+type Waves = Vec<Vec<String>>;
+
+/// Regions: every table is a real region, every region is in exactly one wave.
+fn regions_and_waves(
+    src: &Source_,
+    raw: &RawFile,
+) -> Result<(BTreeMap<String, RegionPlan>, Waves), ConfigError> {
     let mut regions = BTreeMap::new();
     for (name, r) in raw.regions.get_ref() {
-        let region_name = region(&src, name)?;
-        regions.insert(region_name.clone(), region_plan(&src, region_name, r)?);
+        let region_name = region(src, name)?;
+        regions.insert(region_name.clone(), region_plan(src, region_name, r)?);
     }
     if regions.is_empty() {
         return Err(src.err(
@@ -481,7 +515,7 @@ pub fn parse(file: &Path, env: &str, text: &str) -> Result<Plan, ConfigError> {
         }
         let mut names = Vec::new();
         for r in wave {
-            let name = region(&src, r)?;
+            let name = region(src, r)?;
             if !regions.contains_key(&name) {
                 return Err(src.err(
                     r.span(),
@@ -498,91 +532,36 @@ pub fn parse(file: &Path, env: &str, text: &str) -> Result<Plan, ConfigError> {
         }
         waves.push(names);
     }
-    for (name, r) in raw.regions.get_ref() {
-        if !seen.contains(name.get_ref()) {
-            return Err(src.err(
-                r.span(),
-                format!(
-                    "region {} is in no wave; add it to `waves` or remove its table",
-                    name.get_ref()
-                ),
-            ));
-        }
+    if let Some((name, r)) = raw
+        .regions
+        .get_ref()
+        .iter()
+        .find(|(name, _)| !seen.contains(name.get_ref()))
+    {
+        return Err(src.err(
+            r.span(),
+            format!(
+                "region {} is in no wave; add it to `waves` or remove its table",
+                name.get_ref()
+            ),
+        ));
     }
+    Ok((regions, waves))
+}
 
-    let st = &raw.strategy;
-    let steps = steps(&src, st.steps.span(), st.steps.get_ref())?;
-    let poll = duration(&src, &st.poll)?;
-    if poll.is_zero() {
-        return Err(src.err(st.poll.span(), "must be greater than 0, e.g. 5s or 100ms"));
+fn hook(
+    src: &Source_,
+    h: &Option<Spanned<Vec<String>>>,
+) -> Result<Option<Vec<String>>, ConfigError> {
+    match h {
+        Some(cmd) if cmd.get_ref().is_empty() || cmd.get_ref()[0].trim().is_empty() => Err(src
+            .err(
+                cmd.span(),
+                "an empty command; give the program and its arguments, e.g. [\"./smoke-test.sh\"]",
+            )),
+        Some(cmd) => Ok(Some(cmd.get_ref().clone())),
+        None => Ok(None),
     }
-    let strategy = Strategy {
-        steps,
-        bake: duration(&src, &st.bake)?,
-        final_bake: duration(&src, &st.final_bake)?,
-        poll,
-        ready_timeout: duration(&src, &st.ready_timeout)?,
-        scan_threshold: match &st.scan_threshold {
-            None => None,
-            Some(s) if s.get_ref().eq_ignore_ascii_case("none") => None,
-            Some(s) => Some(Severity::parse(s.get_ref()).ok_or_else(|| {
-                src.err(
-                    s.span(),
-                    format!(
-                        "{:?} is not a severity; use CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL or none",
-                        s.get_ref()
-                    ),
-                )
-            })?),
-        },
-    };
-
-    let lock = LockPlan {
-        table: table_name(&src, &raw.lock.table)?,
-        region: region(&src, &raw.lock.region)?,
-        lease: match &raw.lock.lease {
-            Some(l) => {
-                let d = duration(&src, l)?;
-                if d < Duration::from_secs(1) {
-                    return Err(src.err(l.span(), "must be at least 1s, e.g. 2m"));
-                }
-                d
-            }
-            None => Duration::from_secs(120),
-        },
-    };
-
-    let hook = |h: &Option<Spanned<Vec<String>>>| -> Result<Option<Vec<String>>, ConfigError> {
-        match h {
-            Some(cmd) if cmd.get_ref().is_empty() || cmd.get_ref()[0].trim().is_empty() => {
-                Err(src.err(
-                    cmd.span(),
-                    "an empty command; give the program and its arguments, e.g. [\"./smoke-test.sh\"]",
-                ))
-            }
-            Some(cmd) => Ok(Some(cmd.get_ref().clone())),
-            None => Ok(None),
-        }
-    };
-    let hooks = Hooks {
-        pre_traffic: hook(&raw.hooks.pre_traffic)?,
-        post_shift: hook(&raw.hooks.post_shift)?,
-        on_rollback: hook(&raw.hooks.on_rollback)?,
-    };
-
-    Ok(Plan {
-        env: env.to_owned(),
-        file: file.to_path_buf(),
-        account_id,
-        role_arn,
-        source,
-        repository: repository_name,
-        waves,
-        regions,
-        strategy,
-        lock,
-        hooks,
-    })
 }
 
 fn region_plan(
@@ -775,6 +754,106 @@ fn port(src: &Source_, v: &Spanned<i64>) -> Result<u16, ConfigError> {
         })
 }
 
+fn strategy(src: &Source_, st: &RawStrategy) -> Result<Strategy, ConfigError> {
+    let strategy = Strategy {
+        steps: steps(src, st.steps.span(), st.steps.get_ref())?,
+        bake: ranged(src, &st.bake, &BAKE)?,
+        final_bake: ranged(src, &st.final_bake, &FINAL_BAKE)?,
+        poll: ranged(src, &st.poll, &POLL)?,
+        ready_timeout: ranged(src, &st.ready_timeout, &READY_TIMEOUT)?,
+        scan_threshold: match &st.scan_threshold {
+            None => None,
+            Some(s) if s.get_ref().eq_ignore_ascii_case("none") => None,
+            Some(s) => Some(Severity::parse(s.get_ref()).ok_or_else(|| {
+                src.err(
+                    s.span(),
+                    format!(
+                        "{:?} is not a severity; use CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL or none",
+                        s.get_ref()
+                    ),
+                )
+            })?),
+        },
+    };
+    poll_fits(&strategy).map_err(|m| src.err(st.poll.span(), m))?;
+    Ok(strategy)
+}
+
+/// The valid range of a duration setting, the same for the file, its variable and its flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Limits {
+    const fn new(min: Duration, max: Duration) -> Self {
+        Self { min, max }
+    }
+
+    /// `d` if within the range, else a message saying the range.
+    pub fn check(&self, d: Duration) -> Result<Duration, String> {
+        if (self.min..=self.max).contains(&d) {
+            return Ok(d);
+        }
+        let what = if d.is_zero() {
+            "must be greater than 0".to_owned()
+        } else {
+            format!("{} is out of range", humantime::format_duration(d))
+        };
+        Err(format!(
+            "{what}: use {} to {}",
+            show(self.min),
+            show(self.max)
+        ))
+    }
+}
+
+fn show(d: Duration) -> String {
+    if d.is_zero() {
+        "0".into()
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Bake after each step below 100%: none up to a day.
+pub const BAKE: Limits = Limits::new(Duration::ZERO, secs(24 * 3600));
+/// Bake at 100% with the previous release still up: none up to two days (CodeDeploy keeps the
+/// old fleet up to 48 h).
+pub const FINAL_BAKE: Limits = Limits::new(Duration::ZERO, secs(48 * 3600));
+/// Gate interval: 50 ms (tests, demo) to 5 minutes; never longer than `ready_timeout`.
+pub const POLL: Limits = Limits::new(Duration::from_millis(50), secs(300));
+/// How long a new task set may take to run and turn healthy: 1 s to 2 hours.
+pub const READY_TIMEOUT: Limits = Limits::new(secs(1), secs(2 * 3600));
+/// The lock's lease: 1 s to 1 hour (a heartbeat renews it every third).
+pub const LEASE: Limits = Limits::new(secs(1), secs(3600));
+/// `--aws-max-attempts`: 1 (no retries) to 10.
+pub const AWS_MAX_ATTEMPTS: std::ops::RangeInclusive<u32> = 1..=10;
+/// `history --limit`: 1 to 200 records (one DynamoDB page).
+pub const HISTORY_LIMIT: std::ops::RangeInclusive<i64> = 1..=200;
+
+/// A gate interval longer than the readiness deadline would never poll before giving up.
+fn poll_fits(st: &Strategy) -> Result<(), String> {
+    if st.poll > st.ready_timeout {
+        return Err(format!(
+            "poll {} is longer than ready_timeout {}; the gate would never run before the deadline",
+            show(st.poll),
+            show(st.ready_timeout)
+        ));
+    }
+    Ok(())
+}
+
+fn ranged(src: &Source_, v: &Spanned<String>, limits: &Limits) -> Result<Duration, ConfigError> {
+    let d = duration(src, v)?;
+    limits.check(d).map_err(|m| src.err(v.span(), m))
+}
+
 fn duration(src: &Source_, v: &Spanned<String>) -> Result<Duration, ConfigError> {
     parse_duration(v.get_ref()).map_err(|m| src.err(v.span(), m))
 }
@@ -823,30 +902,69 @@ pub fn validate_steps(raw: &[i64]) -> Result<Vec<u8>, String> {
 }
 
 fn apply(strategy: &mut Strategy, o: &Overrides) -> Result<(), ConfigError> {
+    let bad = |flag: &'static str| move |message: String| ConfigError::Override { flag, message };
     if let Some(steps) = &o.steps {
         let raw: Vec<i64> = steps.iter().map(|s| i64::from(*s)).collect();
-        strategy.steps = validate_steps(&raw).map_err(|message| ConfigError::Override {
-            flag: "--steps",
-            message,
-        })?;
+        strategy.steps = validate_steps(&raw).map_err(bad("--steps"))?;
     }
     if let Some(b) = o.bake {
-        strategy.bake = b;
+        strategy.bake = BAKE.check(b).map_err(bad("--bake"))?;
     }
     if let Some(b) = o.final_bake {
-        strategy.final_bake = b;
+        strategy.final_bake = FINAL_BAKE.check(b).map_err(bad("--final-bake"))?;
     }
     if let Some(p) = o.poll {
-        if p.is_zero() {
-            return Err(ConfigError::Override {
-                flag: "--poll",
-                message: "must be greater than 0, e.g. 5s or 100ms".into(),
-            });
-        }
-        strategy.poll = p;
+        strategy.poll = POLL.check(p).map_err(bad("--poll"))?;
     }
     if let Some(t) = o.ready_timeout {
-        strategy.ready_timeout = t;
+        strategy.ready_timeout = READY_TIMEOUT.check(t).map_err(bad("--ready-timeout"))?;
     }
-    Ok(())
+    let flag = if o.poll.is_some() {
+        "--poll"
+    } else {
+        "--ready-timeout"
+    };
+    poll_fits(strategy).map_err(bad(flag))
+}
+
+/// Where `promote --until` stops (lock held, state journaled) for `continue` to resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    Ready,
+    TestTraffic,
+    /// A weight step of the strategy below 100%.
+    Weight(u8),
+}
+
+impl Until {
+    /// `ready`, `test-traffic`, or one of `steps` below 100 (`10` or `10%`); anything else is
+    /// refused naming the places it can stop at: a stop that is not a step would never happen.
+    pub fn resolve(s: &str, steps: &[u8]) -> Result<Self, ConfigError> {
+        let stops: Vec<String> = ["ready".to_owned(), "test-traffic".to_owned()]
+            .into_iter()
+            .chain(steps.iter().filter(|w| **w < 100).map(u8::to_string))
+            .collect();
+        let found = match s {
+            "ready" => Some(Self::Ready),
+            "test-traffic" => Some(Self::TestTraffic),
+            w => w
+                .trim_end_matches('%')
+                .parse::<u8>()
+                .ok()
+                .filter(|w| *w < 100 && steps.contains(w))
+                .map(Self::Weight),
+        };
+        found.ok_or_else(|| ConfigError::Override {
+            flag: "--until",
+            message: format!(
+                "{s:?} is not a phase this promote stops at; use one of: {} (the steps are {})",
+                stops.join(", "),
+                steps
+                    .iter()
+                    .map(|w| format!("{w}%"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+    }
 }

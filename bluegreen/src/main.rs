@@ -1,6 +1,8 @@
 //! bluegreen: parse → run → exit code. All work is in the library; this file wires signals,
 //! output and exit codes.
 
+#![warn(clippy::too_many_lines, clippy::too_many_arguments)]
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -9,7 +11,7 @@ use bluegreen::aws::lock::new_deployment_id;
 use bluegreen::cli::{Cli, Command};
 use bluegreen::config::{self, Overrides};
 use bluegreen::report::{Format, Reporter};
-use bluegreen::rollout::{self, Env, Error, promote, region::Until, rollback, status};
+use bluegreen::rollout::{self, Env, Error, promote, rollback, status};
 use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    init_tracing(cli.global.verbose);
     let reporter = Reporter::new(
         cli.global.output,
         cli.global.quiet,
@@ -70,6 +73,92 @@ fn interrupt_token() -> CancellationToken {
     token
 }
 
+/// `-v`: bluegreen's own diagnostics; `-vv`: the AWS SDK's too. Always on stderr, so they never
+/// mix into `--output json` on stdout. `RUST_LOG` overrides the level when set.
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,aws=off,aws_smithy_runtime=off,aws_config=off",
+        1 => "bluegreen=debug,warn",
+        _ => "bluegreen=trace,aws_config=debug,aws_smithy_runtime=debug,aws_sdk=debug,info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(true)
+        .init();
+}
+
+/// A command as given, checked against the environment file: everything the command line and
+/// the file can get wrong is found here, before the first AWS call.
+enum Resolved {
+    Promote(promote::Options, bool),
+    Plan(String, bool),
+    Continue,
+    Rollback(Vec<String>),
+    Status,
+    History(i32),
+    Unlock,
+}
+
+fn resolve(command: Command, plan: &config::Plan) -> Result<Resolved, Error> {
+    let refused = |e: config::ConfigError| Error::Refused(e.to_string());
+    Ok(match command {
+        Command::Promote(p) => {
+            rollout::validate_version(&p.version)?;
+            let until = p
+                .until
+                .as_deref()
+                .map(|u| config::Until::resolve(u, &plan.strategy.steps))
+                .transpose()
+                .map_err(refused)?;
+            let opts = promote::Options {
+                version: p.version,
+                until,
+                allow_findings: p.allow_findings,
+                ignore_alarms: p.ignore_alarms,
+            };
+            Resolved::Promote(opts, p.dry_run)
+        }
+        Command::Plan(p) => {
+            rollout::validate_version(&p.version)?;
+            Resolved::Plan(p.version, p.allow_findings)
+        }
+        Command::Continue => Resolved::Continue,
+        Command::Rollback(r) => {
+            if let Some(bad) = r.regions.iter().find(|x| !plan.regions.contains_key(*x)) {
+                return Err(Error::Refused(format!(
+                    "--region {bad}: not a region of {} ({}); its regions: {}",
+                    plan.env,
+                    plan.file.display(),
+                    plan.regions.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            Resolved::Rollback(r.regions)
+        }
+        Command::Status => Resolved::Status,
+        Command::History { limit } => Resolved::History(limit),
+        Command::Unlock => Resolved::Unlock,
+        Command::Completions { .. } => unreachable!("handled before the runtime starts"),
+    })
+}
+
+fn overrides(command: &Command) -> Overrides {
+    let Command::Promote(p) = command else {
+        return Overrides::default();
+    };
+    let s = &p.strategy;
+    Overrides {
+        steps: s.steps.clone().or_else(|| s.preset.map(|p| p.steps())),
+        bake: s.bake,
+        final_bake: s.final_bake,
+        poll: s.poll,
+        ready_timeout: s.ready_timeout,
+    }
+}
+
 async fn run(cli: Cli, reporter: Reporter) -> Result<(), Error> {
     let g = &cli.global;
     let env_name = g.env.clone().ok_or_else(|| {
@@ -79,117 +168,78 @@ async fn run(cli: Cli, reporter: Reporter) -> Result<(), Error> {
             config::known_envs(&g.config_dir)
         ))
     })?;
-    let mut overrides = Overrides::default();
-    if let Command::Promote(p) = &cli.command {
-        let s = &p.strategy;
-        overrides = Overrides {
-            steps: s.steps.clone().or_else(|| s.preset.map(|p| p.steps())),
-            bake: s.bake,
-            final_bake: s.final_bake,
-            poll: s.poll,
-            ready_timeout: s.ready_timeout,
-        };
-    }
-    let plan = config::load(&g.config_dir, &env_name, &overrides)
+    let plan = config::load(&g.config_dir, &env_name, &overrides(&cli.command))
         .map_err(|e| Error::Refused(e.to_string()))?;
+    let command = resolve(cli.command, &plan)?;
     let settings = Settings {
         max_attempts: g.aws_max_attempts,
         ..Settings::default()
     };
-
-    // `continue` acts as the deployment it resumes; everything else is a new one.
-    let deployment = new_deployment_id();
-    match cli.command {
-        Command::Promote(p) => {
-            let until = p
-                .until
-                .as_deref()
-                .map(Until::parse)
-                .transpose()
-                .map_err(Error::Refused)?;
-            let env = Env::connect(plan, reporter.clone(), &settings, &deployment).await?;
-            if p.dry_run {
-                let report = status::plan(&env, &p.version, p.allow_findings).await?;
-                reporter.result(&report);
-                return Ok(());
-            }
-            let opts = promote::Options {
-                version: p.version,
-                until,
-                allow_findings: p.allow_findings,
-                ignore_alarms: p.ignore_alarms,
-            };
+    let (yes, json) = (g.yes, g.output == Format::Json);
+    let env = Env::connect(plan, reporter.clone(), &settings, &new_deployment_id()).await?;
+    match command {
+        Resolved::Promote(opts, true) => {
+            let report = status::plan(&env, &opts.version, opts.allow_findings).await?;
+            reporter.result(&report);
+        }
+        Resolved::Promote(opts, false) => {
             let result = promote::promote(&env, &opts, interrupt_token()).await?;
             reporter.summary(&summary_table(&result));
             reporter.result(&result);
         }
-        Command::Continue => {
-            let probe =
-                Env::connect(plan.clone(), reporter.clone(), &settings, &deployment).await?;
-            let record = rollback::latest_promote(&probe)
-                .await?
-                .filter(|r| r.outcome.is_none())
-                .ok_or_else(|| Error::Refused(format!("{env_name} has no paused or unfinished promote to continue; see `bluegreen history -e {env_name}`")))?;
-            let env = Env::connect(plan, reporter.clone(), &settings, &record.id).await?;
-            let result = promote::resume(&env, record, interrupt_token()).await?;
+        Resolved::Continue => {
+            let result = promote::resume(&env, interrupt_token()).await?;
             reporter.summary(&summary_table(&result));
             reporter.result(&result);
         }
-        Command::Rollback => {
-            let env = Env::connect(plan, reporter.clone(), &settings, &deployment).await?;
-            let result = rollback::command(&env).await?;
-            reporter.result(&result);
+        Resolved::Rollback(only) => reporter.result(&rollback::command(&env, &only).await?),
+        Resolved::Status => reporter.result(&status::status(&env).await?),
+        Resolved::Plan(version, allow) => {
+            reporter.result(&status::plan(&env, &version, allow).await?);
         }
-        Command::Status => {
-            let env = Env::connect(plan, reporter.clone(), &settings, &deployment).await?;
-            reporter.result(&status::status(&env).await?);
-        }
-        Command::Plan(p) => {
-            let env = Env::connect(plan, reporter.clone(), &settings, &deployment).await?;
-            reporter.result(&status::plan(&env, &p.version, p.allow_findings).await?);
-        }
-        Command::History { limit } => {
-            let env = Env::connect(plan, reporter.clone(), &settings, &deployment).await?;
-            reporter.result(&status::history(&env, limit).await?);
-        }
-        Command::Unlock => {
-            let env = Env::connect(plan, reporter.clone(), &settings, &deployment).await?;
-            let holder = env
-                .lock
-                .holder()
-                .await
-                .map_err(|e| Error::Failed(e.to_string()))?;
-            let Some(holder) = holder else {
-                reporter.result(&Unlocked {
-                    env: env_name,
-                    was: None,
-                });
-                return Ok(());
-            };
-            if !g.yes {
-                if !std::io::stdin().is_terminal() || g.output == Format::Json {
-                    return Err(Error::Refused(format!(
-                        "{env_name} is locked by {holder}; unlocking needs confirmation: pass --yes"
-                    )));
-                }
-                eprint!(
-                    "{env_name} is locked by {holder}.\nRemove the lock? Only do this if that deployment is dead. [y/N] "
-                );
-                let mut answer = String::new();
-                let _ = std::io::stdin().read_line(&mut answer);
-                if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                    return Err(Error::Refused("not unlocked".into()));
-                }
-            }
-            let was = env
-                .lock
-                .force_unlock()
-                .await
-                .map_err(|e| Error::Failed(e.to_string()))?;
-            reporter.result(&Unlocked { env: env_name, was });
-        }
-        Command::Completions { .. } => unreachable!("handled before the runtime starts"),
+        Resolved::History(limit) => reporter.result(&status::history(&env, limit).await?),
+        Resolved::Unlock => unlock(&env, &reporter, yes, json).await?,
     }
+    Ok(())
+}
+
+/// `bluegreen unlock`: removes the lock whoever holds it, after a confirmation.
+async fn unlock(env: &Env, reporter: &Reporter, yes: bool, json: bool) -> Result<(), Error> {
+    let env_name = env.plan.env.clone();
+    let holder = env
+        .lock
+        .holder()
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    let Some(holder) = holder else {
+        reporter.result(&Unlocked {
+            env: env_name,
+            was: None,
+        });
+        return Ok(());
+    };
+    if !yes {
+        if !std::io::stdin().is_terminal() || json {
+            return Err(Error::Refused(format!(
+                "{env_name} is locked by {holder}; unlocking needs confirmation: pass --yes"
+            )));
+        }
+        eprint!(
+            "{env_name} is locked by {holder}.\nRemove the lock? Only do this if that deployment is dead. [y/N] "
+        );
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).is_err()
+            || !matches!(answer.trim(), "y" | "Y" | "yes")
+        {
+            return Err(Error::Refused("not unlocked".into()));
+        }
+    }
+    let was = env
+        .lock
+        .force_unlock()
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    reporter.result(&Unlocked { env: env_name, was });
     Ok(())
 }
 

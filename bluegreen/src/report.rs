@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -73,10 +73,6 @@ impl Reporter {
                 summary: None,
             }),
         }
-    }
-
-    pub fn format(&self) -> Format {
-        self.inner.format
     }
 
     /// One event of the run: what happens now in `region` (or overall).
@@ -208,10 +204,4 @@ impl Reporter {
             }
         }
     }
-}
-
-/// Milliseconds since the epoch, for results.
-pub fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -5,7 +5,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bluegreen::aws::lock::{self, Holder, Journal, Lock, LockError, Record, RegionRecord};
+use bluegreen::aws::journal::{Journal, Outcome, Phase, Record, RegionPhase, RegionRecord};
+use bluegreen::aws::lock::{self, Holder, Lock, LockError};
 use bluegreen::aws::sts::{self, IdentityError};
 use serde_json::json;
 use support::*;
@@ -157,7 +158,7 @@ async fn the_journal_keeps_one_record_per_deployment_newest_first() {
         regions.insert(
             "us-east-1".to_owned(),
             RegionRecord {
-                phase: "created".into(),
+                phase: RegionPhase::Created,
                 previous_task_definition: Some(format!("arn:td/hello:{i}")),
                 previous_colour: Some("blue".into()),
                 ..Default::default()
@@ -167,13 +168,13 @@ async fn the_journal_keeps_one_record_per_deployment_newest_first() {
             .write(&Record {
                 id: id.clone(),
                 env: "prod".into(),
-                kind: "promote".into(),
+                kind: Default::default(),
                 version: (*version).into(),
                 digest: Some(format!("sha256:{i:064}")),
                 caller: "arn:ci".into(),
                 started_ms: lock::now_ms(),
                 ended_ms: None,
-                phase: "started".into(),
+                phase: Phase::Starting,
                 outcome: None,
                 message: None,
                 regions,
@@ -184,8 +185,8 @@ async fn the_journal_keeps_one_record_per_deployment_newest_first() {
     }
     // Every phase change rewrites the record.
     let mut last = journal.get(&ids[2]).await.unwrap().unwrap();
-    last.phase = "promoted".into();
-    last.outcome = Some("promoted".into());
+    last.phase = Phase::Promoted;
+    last.outcome = Some(Outcome::Promoted);
     last.regions.get_mut("us-east-1").unwrap().weight = 100;
     journal.write(&last).await.unwrap();
 

@@ -8,17 +8,44 @@ use std::process::Command;
 use std::time::Duration;
 
 use aws_sdk_elasticloadbalancingv2 as elbv2;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::*;
 
 const FAST: &str = "steps = [50, 100]\nbake = \"300ms\"\nfinal_bake = \"300ms\"\npoll = \"100ms\"\nready_timeout = \"30s\"\nscan_threshold = \"CRITICAL\"";
 
 /// Runs `cmd`, asserts its exit code and that stderr says every one of `says`, and that
 /// nothing changed.
-async fn refused(prod: &Prod, case: &str, mut cmd: Command, code: i32, says: &[&str]) {
+async fn refused(prod: &Prod, case: &str, cmd: Command, code: i32, says: &[&str]) {
+    refused_after(prod, case, cmd, code, says).await;
+}
+
+/// Like `refused`, and the command made no AWS call at all: a mistake on the command line or in
+/// the environment file is found before the first one.
+async fn refused_offline(prod: &Prod, case: &str, cmd: Command, code: i32, says: &[&str]) {
+    let calls = refused_after(prod, case, cmd, code, says).await;
+    let calls: Vec<String> = calls
+        .iter()
+        .map(|c| c["action"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    assert!(
+        calls.is_empty(),
+        "{case}: called AWS before refusing: {calls:?}"
+    );
+}
+
+/// `refused`'s checks; returns the AWS calls the command made (before this function's own
+/// reads of the stand-in's state).
+async fn refused_after(
+    prod: &Prod,
+    case: &str,
+    mut cmd: Command,
+    code: i32,
+    says: &[&str],
+) -> Vec<Value> {
     let before = prod.state().await;
     let (since, _) = prod.aws.requests(0).await;
     let out = cmd.output().expect("run bluegreen");
+    let (_, calls) = prod.aws.requests(since).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
@@ -38,6 +65,7 @@ async fn refused(prod: &Prod, case: &str, mut cmd: Command, code: i32, says: &[&
         prod.state().await,
         "{case}: refused, yet changed state"
     );
+    calls
 }
 
 /// The environment file with `from` replaced by `to` (which must be there), for one case.
@@ -132,7 +160,127 @@ async fn bad_command_lines_and_versions_are_refused_with_exit_2() {
         ),
     ];
     for (case, args, says) in cases {
-        refused(&prod, case, prod.command(args), 2, says).await;
+        // These two need AWS to know: the tag's absence, the journal's state.
+        if matches!(*case, "missing tag" | "continue with nothing paused") {
+            refused(&prod, case, prod.command(args), 2, says).await;
+        } else {
+            refused_offline(&prod, case, prod.command(args), 2, says).await;
+        }
+    }
+    // Every numeric flag, its variable and `--until` have a documented range, checked before
+    // any AWS call (FAST's steps are 50, 100; its ready_timeout 30s).
+    // (case, arguments, environment variables, what stderr says)
+    type Case<'a> = (
+        &'a str,
+        &'a [&'a str],
+        &'a [(&'a str, &'a str)],
+        &'a [&'a str],
+    );
+    let ranges: &[Case] = &[
+        (
+            "until not a step",
+            &["promote", "v1.2.0", "--until", "30"],
+            &[],
+            &[
+                "--until",
+                "\"30\" is not a phase this promote stops at",
+                "ready, test-traffic, 50",
+                "50%, 100%",
+            ],
+        ),
+        (
+            "until the last step",
+            &["promote", "v1.2.0", "--until", "100"],
+            &[],
+            &[
+                "--until",
+                "\"100\" is not a phase",
+                "ready, test-traffic, 50",
+            ],
+        ),
+        (
+            "until not a step of BLUEGREEN_STEPS",
+            &["promote", "v1.2.0", "--until", "50"],
+            &[("BLUEGREEN_STEPS", "10,100")],
+            &["--until", "\"50\"", "ready, test-traffic, 10"],
+        ),
+        (
+            "BLUEGREEN_UNTIL not a step",
+            &["promote", "v1.2.0"],
+            &[("BLUEGREEN_UNTIL", "75%")],
+            &["--until", "\"75%\""],
+        ),
+        (
+            "poll too short",
+            &["promote", "v1.2.0", "--poll", "10ms"],
+            &[],
+            &["--poll", "out of range: use 50ms to 5m"],
+        ),
+        (
+            "poll longer than the ready timeout",
+            &["promote", "v1.2.0", "--poll", "1m"],
+            &[],
+            &["--poll", "longer than ready_timeout 30s"],
+        ),
+        (
+            "BLUEGREEN_BAKE too long",
+            &["promote", "v1.2.0"],
+            &[("BLUEGREEN_BAKE", "25h")],
+            &["--bake", "out of range: use 0 to 1day"],
+        ),
+        (
+            "final bake too long",
+            &["promote", "v1.2.0", "--final-bake", "3days"],
+            &[],
+            &["--final-bake", "out of range: use 0 to 2days"],
+        ),
+        (
+            "ready timeout zero",
+            &["promote", "v1.2.0", "--ready-timeout", "0"],
+            &[],
+            &["--ready-timeout", "must be greater than 0: use 1s to 2h"],
+        ),
+        (
+            "step over 100",
+            &["promote", "v1.2.0", "--steps", "50,300"],
+            &[],
+            &["--steps", "300"],
+        ),
+        (
+            "no attempts",
+            &["status", "--aws-max-attempts", "0"],
+            &[],
+            &["--aws-max-attempts", "0 is not in 1..=10"],
+        ),
+        (
+            "BLUEGREEN_AWS_MAX_ATTEMPTS too many",
+            &["status"],
+            &[("BLUEGREEN_AWS_MAX_ATTEMPTS", "50")],
+            &["--aws-max-attempts", "50 is not in 1..=10"],
+        ),
+        (
+            "history limit zero",
+            &["history", "--limit", "0"],
+            &[],
+            &["--limit", "0 is not in 1..=200"],
+        ),
+        (
+            "rollback of a region not in the file",
+            &["rollback", "--region", "sa-east-1"],
+            &[],
+            &["--region sa-east-1: not a region of prod", "us-east-1"],
+        ),
+        (
+            "plan of a floating tag",
+            &["plan", "latest"],
+            &[],
+            &["\"latest\" is not a release version"],
+        ),
+    ];
+    for (case, args, vars, says) in ranges {
+        let mut cmd = prod.command(args);
+        cmd.envs(vars.iter().copied());
+        refused_offline(&prod, case, cmd, 2, says).await;
     }
     // Not tied to `-e prod`.
     refused(
@@ -223,10 +371,36 @@ async fn bad_environment_files_are_refused_naming_file_line_and_key() {
             "steps = [50, 20]",
             &["prod/bluegreen.toml:", "steps"],
         ),
+        (
+            "poll out of range in the file",
+            "poll = \"100ms\"",
+            "poll = \"1ms\"",
+            &[
+                "prod/bluegreen.toml:",
+                "strategy.poll",
+                "out of range: use 50ms to 5m",
+            ],
+        ),
+        (
+            "lease out of range in the file",
+            "lease = \"3s\"",
+            "lease = \"2h\"",
+            &[
+                "prod/bluegreen.toml:",
+                "lock.lease",
+                "out of range: use 1s to 1h",
+            ],
+        ),
+        (
+            "bake out of range in the file",
+            "bake = \"300ms\"",
+            "bake = \"30days\"",
+            &["prod/bluegreen.toml:", "strategy.bake", "out of range"],
+        ),
     ];
     for (case, from, to, says) in cases {
         let _edit = Edited::new(&prod, from, to);
-        refused(&prod, case, prod.command(&["promote", "v1.2.0"]), 2, says).await;
+        refused_offline(&prod, case, prod.command(&["promote", "v1.2.0"]), 2, says).await;
     }
     // Names that are valid in the file but not in the account.
     let cases: &[(&str, &str, &str, &[&str])] = &[

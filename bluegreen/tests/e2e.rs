@@ -723,3 +723,39 @@ async fn post_shift_and_on_rollback_hooks_run_with_the_deployment_in_their_envir
         ]
     );
 }
+
+/// Regression (issue 13): `-v` did nothing (no tracing subscriber). Now `-v` shows bluegreen's
+/// own diagnostics and `-vv` the AWS SDK's too, on stderr only: `--output json` stays one JSON
+/// document per line on stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_diagnostics_go_to_stderr_and_never_into_json() {
+    let prod = Prod::start(FAST, "").await;
+    let run = |args: &[&str]| {
+        let out = prod.command(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        for line in stdout.lines() {
+            serde_json::from_str::<Value>(line)
+                .unwrap_or_else(|e| panic!("{args:?}: not JSON on stdout ({e}): {line}"));
+        }
+        err
+    };
+    let quiet = run(&["status", "--output", "json"]);
+    assert!(!quiet.contains("DEBUG"), "diagnostics without -v:\n{quiet}");
+    let v = run(&["status", "--output", "json", "-v"]);
+    assert!(
+        v.contains("DEBUG") && v.contains("bluegreen::rollout") && v.contains("connected"),
+        "-v shows no bluegreen diagnostics:\n{v}"
+    );
+    assert!(
+        !v.contains("aws_smithy_runtime"),
+        "-v shows the SDK's:\n{v}"
+    );
+    let vv = run(&["status", "--output", "json", "-vv"]);
+    assert!(
+        vv.contains("aws_smithy_runtime") && vv.contains("connected"),
+        "-vv shows no SDK diagnostics:\n{}",
+        &vv[..vv.len().min(3000)]
+    );
+}

@@ -240,8 +240,221 @@ fault_matrix! {
     test_listener_change_failing_in_wave_two: "ModifyListener", "eu-west-1", 0;
     weight_step_failing_in_wave_two: "ModifyListener", "eu-west-1", 2;
     update_service_primary_task_set_failing_in_wave_two: "UpdateServicePrimaryTaskSet", "ap-southeast-2", 0;
-    // The first PutItem is the lock; the sixth a journal write mid-shift in wave one.
-    journal_write_failing_mid_shift: "PutItem", "us-east-1", 5;
+}
+
+/// Attempts of one journal write before it gives up, with `promote_retrying`'s three attempts
+/// per call: the first try and one per pause of `WRITE_BACKOFF`.
+const JOURNAL_ATTEMPTS: usize = 3 * (1 + bluegreen::aws::journal::WRITE_BACKOFF.len());
+
+/// The PutItem calls one clean `promote v1.2.0` makes (the lock, then every journal write),
+/// counted from the request log; the promote is then rolled back so the next starts the same.
+async fn put_items_of_a_promote(prod: &Prod) -> usize {
+    let (since, _) = prod.aws.requests(0).await;
+    let (code, err) = promote_retrying(prod);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, log) = prod.aws.requests(since).await;
+    let n = log.iter().filter(|e| e["action"] == "PutItem").count();
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    n
+}
+
+/// A journal write mid-shift fails once (every SDK attempt of it): it is written again after a
+/// pause, and the promote finishes; no phase is acted on before its record is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_write_failing_once_mid_shift_is_retried_and_the_promote_finishes() {
+    let prod = Prod::start(STRATEGY, "").await;
+    // The first PutItem is the lock; the sixth a journal write in wave one.
+    prod.aws
+        .fault(serde_json::json!({"action": "PutItem", "region": "us-east-1", "error": "internal", "times": 3, "skip": 5}))
+        .await;
+    let (since, _) = prod.aws.requests(0).await;
+    let (code, err) = promote_retrying(&prod);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, log) = prod.aws.requests(since).await;
+    let failed = log
+        .iter()
+        .filter(|e| e["action"] == "PutItem" && e["injected"] == "internal")
+        .count();
+    assert_eq!(failed, 3, "the injected failures were not all met");
+    prod.assert_everywhere("v1.2.0").await;
+    let j = prod.journal_latest().await;
+    assert_eq!(j["outcome"], "promoted", "{err}");
+    assert_eq!(j["lock"], Value::Null, "{err}");
+}
+
+/// A journal write mid-shift fails for good: the region stops (nothing proceeds on a journal
+/// that does not say where it is), every touched region is rolled back, and the rollback is
+/// journaled once DynamoDB answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_write_failing_for_good_mid_shift_rolls_back() {
+    let prod = Prod::start(STRATEGY, "").await;
+    prod.aws
+        .fault(serde_json::json!({"action": "PutItem", "region": "us-east-1", "error": "internal", "times": JOURNAL_ATTEMPTS, "skip": 5}))
+        .await;
+    let (code, err) = promote_retrying(&prod);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("the journal could not record")
+            && err.contains("PutItem (journal) in us-east-1 failed: InternalFailure"),
+        "{err}"
+    );
+    assert_weights_whole(&prod, "after the journal failed").await;
+    prod.assert_everywhere("v1.1.0").await;
+    let j = prod.journal_latest().await;
+    assert_eq!(j["outcome"], "rolled-back", "{err}");
+    assert_eq!(j["lock"], Value::Null, "{err}");
+}
+
+/// Regression (issue 13): the final `promoted` journal write used to be dropped, leaving a good
+/// release recorded as unfinished, and promoting it again rolled it back first. Now the promote
+/// says what AWS holds and what the journal missed, exits 1 and keeps the lock; `continue`
+/// records it without touching AWS; and a later `promote` of the same version sees from AWS that
+/// it finished and records it too, rather than rolling it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_final_journal_write_failing_keeps_the_lock_and_continue_records_it() {
+    let prod = Prod::start(STRATEGY, "").await;
+    let puts = put_items_of_a_promote(&prod).await;
+    for then in ["continue", "promote"] {
+        prod.aws
+            .fault(serde_json::json!({"action": "PutItem", "region": "us-east-1", "error": "internal", "times": JOURNAL_ATTEMPTS, "skip": puts - 1}))
+            .await;
+        let (code, err) = promote_retrying(&prod);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains(
+                "v1.2.0 serves 100% as primary in every region, but the journal could not record"
+            ) && err.contains("PutItem (journal) in us-east-1 failed: InternalFailure")
+                && err.contains("run `bluegreen continue -e prod` to record it (lock kept)"),
+            "{err}"
+        );
+        prod.assert_everywhere("v1.2.0").await;
+        let j = prod.journal_latest().await;
+        assert_eq!(j["outcome"], Value::Null, "{j}");
+        assert_ne!(j["lock"], Value::Null, "the lock was released: {j}");
+
+        let (since, _) = prod.aws.requests(0).await;
+        let (code, out, err) = if then == "continue" {
+            prod.run(&["continue"])
+        } else {
+            // The lock is kept for a human; this one decided the run is dead.
+            let (code, out, err) = prod.run(&["unlock", "--yes"]);
+            assert_eq!(code, 0, "{out}{err}");
+            prod.run(&["promote", "v1.2.0"])
+        };
+        assert_eq!(code, 0, "{then}: {out}{err}");
+        assert!(err.contains("recording it as promoted"), "{then}: {err}");
+        let changed: Vec<String> = prod
+            .aws
+            .mutations_since(since)
+            .await
+            .into_iter()
+            .filter(|m| !m.starts_with("PutItem@") && !m.starts_with("DeleteItem@"))
+            .collect();
+        assert!(changed.is_empty(), "{then} changed AWS: {changed:?}");
+        prod.assert_everywhere("v1.2.0").await;
+        let j = prod.journal_latest().await;
+        assert_eq!(j["outcome"], "promoted", "{then}: {j}");
+        assert_eq!(j["lock"], Value::Null, "{then}: {j}");
+        let (code, out, err) = prod.run(&["rollback"]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+}
+
+/// `bluegreen rollback` itself cannot finish (production refuses to move back in us-east-1): it
+/// exits 1 keeping the lock, like a promote whose rollback failed; the next `rollback` takes it
+/// over and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_command_that_cannot_finish_keeps_the_lock() {
+    let prod = Prod::start(STRATEGY, "").await;
+    let (code, err) = promote_retrying(&prod);
+    assert_eq!(code, Some(0), "{err}");
+    prod.aws
+        .fault(serde_json::json!({"action": "ModifyListener", "region": "us-east-1", "error": "internal", "times": 1}))
+        .await;
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("rollback did not finish in us-east-1")
+            && err.contains("ModifyListener in us-east-1 failed")
+            && err.contains("(lock kept)"),
+        "{err}"
+    );
+    let j = prod.journal_latest().await;
+    assert_eq!(j["outcome"], "rollback-failed", "{j}");
+    assert_ne!(j["lock"], Value::Null, "the lock was released: {j}");
+    // Another promote is refused while the environment needs a human.
+    let (code, _, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 4, "{err}");
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("taking the lock over"), "{err}");
+    prod.assert_everywhere("v1.1.0").await;
+    let j = prod.journal_latest().await;
+    assert_eq!(j["outcome"], "rolled-back", "{j}");
+    assert_eq!(j["lock"], Value::Null, "{j}");
+}
+
+/// Regression (issue 13): a journal that names a region the environment file no longer has
+/// panicked on the rollback path. Now `rollback` refuses naming the region and both ways on,
+/// changing nothing; `--region` rolls back the others and keeps the lock for the missing one;
+/// with the region restored, `rollback` finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_region_missing_from_the_file_is_named_not_a_panic() {
+    let prod = Prod::start(STRATEGY, "").await;
+    let (code, err) = promote_retrying(&prod);
+    assert_eq!(code, Some(0), "{err}");
+    let path = prod.config_dir.join("prod/bluegreen.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let start = original.find("[regions.ap-southeast-2]").unwrap();
+    let end = start + original[start..].find("\n\n").unwrap() + 2;
+    let without =
+        format!("{}{}", &original[..start], &original[end..]).replace(", \"ap-southeast-2\"]", "]");
+    std::fs::write(&path, &without).unwrap();
+
+    let before = prod.state().await;
+    let (since, _) = prod.aws.requests(0).await;
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("changed ap-southeast-2, which the environment file for prod no longer has")
+            && err.contains("restore its [regions.ap-southeast-2] table")
+            && err.contains("`bluegreen rollback -e prod --region eu-west-1 --region us-east-1`"),
+        "{err}"
+    );
+    assert!(prod.aws.mutations_since(since).await.is_empty());
+    assert_eq!(before, prod.state().await);
+
+    let (code, out, err) =
+        prod.run(&["rollback", "--region", "us-east-1", "--region", "eu-west-1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("ap-southeast-2: not rolled back (left out with --region)"),
+        "{out}"
+    );
+    assert_eq!(
+        prod.versions("us-east-1", 10)
+            .await
+            .keys()
+            .collect::<Vec<_>>(),
+        ["v1.1.0"]
+    );
+    assert_eq!(
+        prod.versions("ap-southeast-2", 10)
+            .await
+            .keys()
+            .collect::<Vec<_>>(),
+        ["v1.2.0"]
+    );
+    assert_ne!(prod.journal_latest().await["lock"], Value::Null);
+
+    std::fs::write(&path, &original).unwrap();
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    prod.assert_everywhere("v1.1.0").await;
+    let j = prod.journal_latest().await;
+    assert_eq!(j["outcome"], "rolled-back", "{j}");
+    assert_eq!(j["lock"], Value::Null, "{j}");
 }
 
 /// Removing the previous task set fails after every wave is done: the release stays live, the

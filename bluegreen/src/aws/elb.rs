@@ -213,27 +213,7 @@ pub async fn discover(c: &RegionClients, plan: &RegionPlan) -> Result<Topology, 
 
     let mut arns = Vec::new();
     for name in [&plan.blue_target_group, &plan.green_target_group] {
-        let out = c.elb.describe_target_groups().names(name).send().await;
-        let arn = match out {
-            Ok(out) => out
-                .target_groups()
-                .first()
-                .and_then(|t| t.target_group_arn().map(str::to_owned)),
-            Err(e) => {
-                let err = CallError::new("DescribeTargetGroups", region, &e);
-                if err.is("TargetGroupNotFound") {
-                    None
-                } else {
-                    return Err(err.into());
-                }
-            }
-        };
-        arns.push(arn.ok_or_else(|| ElbError::Missing {
-            what: "target group",
-            name: name.clone(),
-            region: region.clone(),
-            hint: "check blue_target_group/green_target_group in the environment file".into(),
-        })?);
+        arns.push(target_group_arn(c, name).await?);
     }
     Ok(Topology {
         region: region.clone(),
@@ -245,6 +225,30 @@ pub async fn discover(c: &RegionClients, plan: &RegionPlan) -> Result<Topology, 
         test_listener_port: plan.test_listener_port,
         blue_target_group_arn: arns.remove(0),
         green_target_group_arn: arns.remove(0),
+    })
+}
+
+/// The ARN of the target group called `name`; a missing one says which key to check.
+async fn target_group_arn(c: &RegionClients, name: &str) -> Result<String, ElbError> {
+    let out = c.elb.describe_target_groups().names(name).send().await;
+    let arn = match out {
+        Ok(out) => out
+            .target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn().map(str::to_owned)),
+        Err(e) => {
+            let err = CallError::new("DescribeTargetGroups", &c.region, &e);
+            if !err.is("TargetGroupNotFound") {
+                return Err(err.into());
+            }
+            None
+        }
+    };
+    arn.ok_or_else(|| ElbError::Missing {
+        what: "target group",
+        name: name.to_owned(),
+        region: c.region.clone(),
+        hint: "check blue_target_group/green_target_group in the environment file".into(),
     })
 }
 

@@ -1,25 +1,29 @@
-//! The environment's deployment lock and journal, in one DynamoDB table (partition key `pk`,
-//! sort key `sk`, both strings; terraform/modules/deploy-lock creates it).
+//! The environment's deployment lock, one item (`env#<env>`, `lock`) in the table it shares with
+//! the journal (`super::journal`; partition key `pk`, sort key `sk`, both strings;
+//! terraform/modules/deploy-lock creates it).
 //!
-//! - Lock: item (`env#<env>`, `lock`). Taken with a conditional put that succeeds only if no lock
-//!   exists, the lease expired, or the same deployment holds it (a resume). Renewed by heartbeat,
-//!   released only by its owner; `force_unlock` is the explicit escape hatch.
-//! - Journal: item (`env#<env>`, `deploy#<id>`) per deployment, the whole record as JSON in `doc`,
-//!   rewritten at every phase change. Deployment ids start with their UTC start time, so a
-//!   descending query on the sort key is history, newest first.
+//! Taken with a conditional put that succeeds only if no lock exists, the lease expired, or the
+//! same run holds it (a resume). Renewed by heartbeat, released only by its owner; `force_unlock`
+//! is the explicit escape hatch. Besides the run holding it (`deployment`), the item names the
+//! journal record that run acts on (`subject`): `rollback` takes over a lock whose subject is the
+//! deployment it undoes, under a run id of its own, so the run it replaces loses the lock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use thiserror::Error;
 
 use super::CallError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Holder {
+    /// The run holding the lock.
     pub deployment: String,
+    /// The journal record that run acts on: its own id for a promote, the undone deployment's for
+    /// a rollback. Items written before this field existed name the run.
+    pub subject: String,
     pub owner: String,
     pub version: String,
     pub acquired_ms: u64,
@@ -95,15 +99,15 @@ pub struct Lock {
     lease: Duration,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(super) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: u64) -> AttributeValue {
+pub(super) fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn get_s(item: &HashMap<String, AttributeValue>, k: &str) -> String {
+pub(super) fn get_s(item: &HashMap<String, AttributeValue>, k: &str) -> String {
     item.get(k)
         .and_then(|v| v.as_s().ok())
         .cloned()
@@ -118,8 +122,13 @@ fn get_n(item: &HashMap<String, AttributeValue>, k: &str) -> u64 {
 }
 
 fn holder_of(item: &HashMap<String, AttributeValue>) -> Holder {
+    let deployment = get_s(item, "deployment");
+    let subject = Some(get_s(item, "subject"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| deployment.clone());
     Holder {
-        deployment: get_s(item, "deployment"),
+        deployment,
+        subject,
         owner: get_s(item, "owner"),
         version: get_s(item, "version"),
         acquired_ms: get_n(item, "acquired_ms"),
@@ -127,7 +136,7 @@ fn holder_of(item: &HashMap<String, AttributeValue>) -> Holder {
     }
 }
 
-fn pk(env: &str) -> String {
+pub(super) fn pk(env: &str) -> String {
     format!("env#{env}")
 }
 
@@ -160,6 +169,18 @@ impl Lock {
         owner: &str,
         version: &str,
     ) -> Result<Holder, LockError> {
+        self.acquire_for(deployment, deployment, owner, version)
+            .await
+    }
+
+    /// Takes the lock for run `deployment` acting on the journal record `subject`.
+    pub async fn acquire_for(
+        &self,
+        deployment: &str,
+        subject: &str,
+        owner: &str,
+        version: &str,
+    ) -> Result<Holder, LockError> {
         let now = now_ms();
         let expires = now + self.lease.as_millis() as u64;
         let result = self
@@ -169,6 +190,7 @@ impl Lock {
             .item("pk", s(pk(&self.env)))
             .item("sk", s("lock"))
             .item("deployment", s(deployment))
+            .item("subject", s(subject))
             .item("owner", s(owner))
             .item("version", s(version))
             .item("acquired_ms", n(now))
@@ -183,6 +205,7 @@ impl Lock {
         match result {
             Ok(_) => Ok(Holder {
                 deployment: deployment.to_owned(),
+                subject: subject.to_owned(),
                 owner: owner.to_owned(),
                 version: version.to_owned(),
                 acquired_ms: now,
@@ -309,110 +332,5 @@ impl Lock {
             .await
             .map_err(|e| CallError::new("DeleteItem (force unlock)", &self.region, &e))?;
         Ok(out.attributes().map(holder_of))
-    }
-}
-
-/// One deployment's journal record.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    pub id: String,
-    pub env: String,
-    /// `promote` or `rollback`.
-    pub kind: String,
-    pub version: String,
-    pub digest: Option<String>,
-    pub caller: String,
-    pub started_ms: u64,
-    pub ended_ms: Option<u64>,
-    /// Where the deployment is as a whole (e.g. `copying`, `shifting`, `promoted`, `rolled-back`).
-    pub phase: String,
-    /// Final result, once ended: `promoted`, `rolled-back`, `failed`, `aborted`.
-    pub outcome: Option<String>,
-    pub message: Option<String>,
-    pub regions: BTreeMap<String, RegionRecord>,
-}
-
-/// What a deployment knows about one region: enough to put it back from any state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegionRecord {
-    pub phase: String,
-    pub previous_task_definition: Option<String>,
-    pub previous_task_set: Option<String>,
-    /// The colour that carried production before the deployment: `blue` or `green`.
-    pub previous_colour: Option<String>,
-    pub new_task_definition: Option<String>,
-    pub new_task_set: Option<String>,
-    /// Percent of production traffic on the new release last set.
-    pub weight: u8,
-}
-
-#[derive(Debug, Clone)]
-pub struct Journal {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
-    region: String,
-    env: String,
-}
-
-impl Journal {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: &str, region: &str, env: &str) -> Self {
-        Self {
-            client,
-            table: table.to_owned(),
-            region: region.to_owned(),
-            env: env.to_owned(),
-        }
-    }
-
-    /// Writes the whole record (one writer: the lock holder).
-    pub async fn write(&self, record: &Record) -> Result<(), CallError> {
-        let doc = serde_json::to_string(record).expect("a journal record always serializes");
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(pk(&self.env)))
-            .item("sk", s(format!("deploy#{}", record.id)))
-            .item("doc", s(doc))
-            .send()
-            .await
-            .map_err(|e| CallError::new("PutItem (journal)", &self.region, &e))?;
-        Ok(())
-    }
-
-    pub async fn get(&self, id: &str) -> Result<Option<Record>, CallError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(pk(&self.env)))
-            .key("sk", s(format!("deploy#{id}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| CallError::new("GetItem (journal)", &self.region, &e))?;
-        Ok(out.item().and_then(|i| self.decode(i)))
-    }
-
-    /// Up to `limit` records, newest first.
-    pub async fn history(&self, limit: i32) -> Result<Vec<Record>, CallError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(pk(&self.env)))
-            .expression_attribute_values(":prefix", s("deploy#"))
-            .scan_index_forward(false)
-            .limit(limit.max(1))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| CallError::new("Query (journal)", &self.region, &e))?;
-        Ok(out.items().iter().filter_map(|i| self.decode(i)).collect())
-    }
-
-    fn decode(&self, item: &HashMap<String, AttributeValue>) -> Option<Record> {
-        // A record this version cannot read is skipped in history rather than failing it.
-        serde_json::from_str(&get_s(item, "doc")).ok()
     }
 }

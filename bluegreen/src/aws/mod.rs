@@ -4,6 +4,7 @@
 pub mod alarms;
 pub mod ecs;
 pub mod elb;
+pub mod journal;
 pub mod lock;
 pub mod registry;
 

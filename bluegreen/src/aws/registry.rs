@@ -549,6 +549,32 @@ pub async fn resolve(
     })
 }
 
+/// Every blob of every platform of `image`, once; a manifest with none is not an image.
+fn blobs_of(image: &SourceImage) -> Result<Vec<Descriptor>, RegistryError> {
+    let mut blobs: Vec<Descriptor> = Vec::new();
+    let manifests: Vec<&Manifest> = if image.children.is_empty() {
+        vec![&image.top]
+    } else {
+        image.children.iter().collect()
+    };
+    for m in &manifests {
+        let doc: ManifestDoc = serde_json::from_slice(&m.bytes).expect("checked when fetched");
+        if doc.config.is_none() && doc.layers.is_empty() {
+            return Err(RegistryError::Unsupported {
+                registry: image.registry.host().to_owned(),
+                reference: format!("{}@{}", image.repository, m.digest),
+                media_type: m.media_type.clone(),
+            });
+        }
+        for d in doc.config.into_iter().chain(doc.layers) {
+            if !blobs.iter().any(|b| b.digest == d.digest) {
+                blobs.push(d);
+            }
+        }
+    }
+    Ok(blobs)
+}
+
 /// Copies `image` into `target`'s `repo:tag` (see the module doc). `parallel` bounds the blobs
 /// in flight at once.
 pub async fn copy(
@@ -577,28 +603,7 @@ pub async fn copy(
         });
     }
 
-    // Every blob of every platform, once.
-    let mut blobs: Vec<Descriptor> = Vec::new();
-    let manifests: Vec<&Manifest> = if image.children.is_empty() {
-        vec![&image.top]
-    } else {
-        image.children.iter().collect()
-    };
-    for m in &manifests {
-        let doc: ManifestDoc = serde_json::from_slice(&m.bytes).expect("checked when fetched");
-        if doc.config.is_none() && doc.layers.is_empty() {
-            return Err(RegistryError::Unsupported {
-                registry: image.registry.host().to_owned(),
-                reference: format!("{}@{}", image.repository, m.digest),
-                media_type: m.media_type.clone(),
-            });
-        }
-        for d in doc.config.into_iter().chain(doc.layers) {
-            if !blobs.iter().any(|b| b.digest == d.digest) {
-                blobs.push(d);
-            }
-        }
-    }
+    let blobs = blobs_of(image)?;
     report.blobs = blobs.len();
 
     let same_registry = image.registry.base == target.base;

@@ -1,8 +1,8 @@
 //! The gate evaluated before and during every traffic step: the new colour's target health,
 //! the configured alarms, and an HTTP probe that checks the version answering.
 //!
-//! Per poll it makes two AWS calls per region (DescribeTargetHealth, DescribeAlarms — none when
-//! no alarms are configured) and one HTTP request.
+//! Per poll it makes three AWS calls per region, all at once (DescribeTargetHealth,
+//! DescribeTaskSets, and DescribeAlarms unless no alarms are configured), and one HTTP request.
 
 use std::time::Duration;
 

@@ -1,22 +1,61 @@
-//! The rollout engine: promote, rollback, status and plan across regions and waves.
+//! The rollout engine: promote, continue, rollback, status and plan across regions and waves.
 //!
 //! Every decision is made from what AWS says now (weights, task sets) plus the journal, never
-//! from memory of an earlier process, so each command is safe to run after a crash.
+//! from memory of an earlier process, so each command is safe to run after a crash. The
+//! decisions themselves are pure functions with tables of tests (`decide`, `status::next_step`).
+//!
+//! The modules, in the order a promote runs them: `preflight` reads every region; `guard` holds
+//! the lock; `tracker` writes the journal; `promote` copies the image and runs the waves;
+//! `region` runs one region's phases; `gate` judges each bake; `rollback` puts regions back.
+//!
+//! # The lock rule
+//!
+//! One rule for every command: **a command that leaves AWS in a state that needs a human keeps
+//! the lock and says so** (`Error::Unsettled`, exit 1: a rollback that did not finish, or a
+//! journal that missed what AWS now holds); so does a promote paused at `--until`, for
+//! `continue`. Every other ending releases it. `rollback` takes over a lock held for the
+//! deployment it settles, and `continue` one held by the run it resumes; `guard::Held` is the
+//! only place the lock is renewed, released or kept.
+//!
+//! # Invariants (from `shared/design/rollout.md`), and the tests that pin them
+//!
+//! - The production listener's weights always sum to 100 and name exactly the two target
+//!   groups: `elb::Weights` refuses anything else before ModifyListener; checked after every
+//!   kill and fault in `tests/faults.rs` (`assert_weights_whole`) and continuously in
+//!   `tests/traffic.rs`.
+//! - Traffic never goes to a target group with fewer healthy targets than the live one had:
+//!   `gate::judge`; `tests/e2e.rs` `the_new_release_never_takes_traffic_with_a_smaller_fleet`.
+//! - At most one deployment per environment at a time: `tests/e2e.rs`
+//!   `a_lock_held_by_another_deployment_exits_4_and_changes_nothing`, `tests/aws_lock.rs`.
+//! - A refused command changes nothing, and a bad command line or file calls no AWS API at all:
+//!   `tests/bad_input.rs` (request log and state diff per case).
+//! - After `promote` exits 0, every region serves the new digest with exactly one task set:
+//!   `tests/e2e.rs` `promote_happy_path_serves_the_new_digest_everywhere`.
+//! - After `rollback` (or an automatic rollback) exits, every region serves the previous
+//!   digest: `tests/e2e.rs` `rollback_after_a_completed_promote_returns_the_previous_version_everywhere`,
+//!   `a_failure_in_wave_two_rolls_back_wave_one_too`, and every case of `tests/faults.rs`.
+//! - No journal write is dropped: a failed one stops the phase it records, or ends the command
+//!   with the lock kept naming what AWS holds: `tests/faults.rs`
+//!   `the_final_journal_write_failing_keeps_the_lock_and_continue_records_it`.
 
+pub mod common;
+pub mod decide;
 pub mod gate;
+pub mod guard;
 pub mod preflight;
 pub mod promote;
 pub mod region;
 pub mod rollback;
 pub mod status;
+pub mod tracker;
 
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use thiserror::Error;
-use tokio_util::sync::CancellationToken;
 
-use crate::aws::lock::{Journal, Lock, LockError};
+use crate::aws::journal::Journal;
+use crate::aws::lock::{Lock, LockError};
 use crate::aws::sts::{self, Identity, IdentityError};
 use crate::aws::{self, Clients, Settings};
 use crate::config::Plan;
@@ -37,7 +76,11 @@ pub enum Error {
     /// Interrupted (SIGINT/SIGTERM); touched regions were returned to their previous release.
     #[error("{0}")]
     Interrupted(String),
-    /// Anything else, including a rollback that could not finish.
+    /// AWS is left in a state that needs a human (a rollback that did not finish, a journal
+    /// that missed what AWS holds); the lock is kept (see the lock rule above).
+    #[error("{0}")]
+    Unsettled(String),
+    /// Anything else.
     #[error("{0}")]
     Failed(String),
 }
@@ -45,12 +88,19 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Failed(_) => 1,
+            Error::Failed(_) | Error::Unsettled(_) => 1,
             Error::Refused(_) => 2,
             Error::RolledBack(_) => 3,
             Error::LockHeld(_) => 4,
             Error::Interrupted(_) => 130,
         }
+    }
+}
+
+impl Error {
+    /// The lock rule: only an unsettled ending keeps the lock.
+    pub fn keeps_lock(&self) -> bool {
+        matches!(self, Error::Unsettled(_))
     }
 }
 
@@ -100,6 +150,7 @@ pub fn validate_version(v: &str) -> Result<(), Error> {
 }
 
 /// Everything a command needs to act on one environment, built once.
+#[derive(Clone)]
 pub struct Env {
     pub plan: Plan,
     pub reporter: Reporter,
@@ -116,13 +167,9 @@ pub struct Env {
     /// Registries: no bound on a whole transfer (a large layer may take minutes), only on
     /// connecting and on each read stalling.
     pub registry_http: reqwest::Client,
+    /// This run's id: it names the AssumeRole session, the lock's holder, the journal record of
+    /// a promote, and the task sets the run creates.
     pub deployment: String,
-}
-
-/// Options every command shares.
-#[derive(Debug, Clone, Default)]
-pub struct Connect {
-    pub settings: Settings,
 }
 
 impl Env {
@@ -150,6 +197,7 @@ impl Env {
         })?;
         sts::expect_account(&identity, &plan.account_id, &plan.env)
             .map_err(|e| Error::Refused(e.to_string()))?;
+        tracing::debug!(caller = %identity.arn, account = %identity.account, deployment, "connected");
         let source = match &plan.source.role_arn {
             Some(role) => aws::assume_role(&base, role, &session).await,
             None if plan.source.account_id == plan.account_id => target.clone(),
@@ -194,32 +242,14 @@ impl Env {
     }
 }
 
-/// Renews the lock every third of its lease while a command runs; on losing it, cancels `token`
-/// so the command stops changing things at once.
-pub fn heartbeat(
-    lock: Lock,
-    deployment: String,
-    token: CancellationToken,
-    reporter: Reporter,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let every = (lock.lease() / 3).max(Duration::from_millis(200));
-        loop {
-            tokio::select! {
-                _ = token.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
-            if let Err(e) = lock.heartbeat(&deployment).await {
-                if matches!(e, LockError::NotOwner { .. }) {
-                    reporter.warn(None, "lock", format!("lost the lock: {e}"));
-                    token.cancel();
-                    return;
-                }
-                // A failed renewal is retried at the next beat; the lease outlives two misses.
-                reporter.warn(None, "lock", format!("heartbeat failed, will retry: {e}"));
-            }
+impl Env {
+    /// The same environment, acting as run `deployment` (`continue` resumes a run as itself).
+    pub fn acting_as(&self, deployment: &str) -> Self {
+        Self {
+            deployment: deployment.to_owned(),
+            ..self.clone()
         }
-    })
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! What each region looks like now, read without changing anything, and the checks that refuse
 //! a promote before it starts.
 
-use serde::Serialize;
-
+use super::common::digest_of;
 use super::{Env, Error};
 use crate::aws::ecs::{self, Release, Service, TaskSet};
 use crate::aws::elb::{self, Colour, Topology, Weights};
@@ -40,10 +39,6 @@ impl RegionState {
     pub fn live_digest(&self) -> Option<&str> {
         digest_of(&self.live_release.image)
     }
-}
-
-pub fn digest_of(image: &str) -> Option<&str> {
-    image.split_once('@').map(|(_, d)| d)
 }
 
 /// Reads one region. `previous` is the live colour a journal recorded for an unfinished
@@ -177,26 +172,25 @@ pub async fn alarms_firing(states: &[RegionState]) -> Result<Vec<String>, Error>
     Ok(firing)
 }
 
-/// The per-region facts a plan or status shows.
-#[derive(Debug, Clone, Serialize)]
-pub struct Live {
-    pub region: String,
-    pub live: Colour,
-    pub version: Option<String>,
-    pub digest: Option<String>,
-    pub task_set: String,
-    pub healthy: usize,
-}
-
-impl From<&RegionState> for Live {
-    fn from(s: &RegionState) -> Self {
-        Live {
-            region: s.plan.region.clone(),
-            live: s.live,
-            version: s.live_release.version.clone(),
-            digest: s.live_digest().map(str::to_owned),
-            task_set: s.live_task_set.id.clone(),
-            healthy: s.live_healthy,
-        }
-    }
+/// What production serves in one region now, if it is settled on one colour: the task set on
+/// that colour and its image. `None` when the weights are split or no task set serves it.
+pub async fn serving(env: &Env, plan: &RegionPlan) -> Result<Option<(TaskSet, String)>, String> {
+    let c = env.clients.region(&plan.region);
+    let topo = elb::discover(c, plan).await.map_err(|e| e.to_string())?;
+    let weights = elb::weights(c, &topo, plan)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(live) = weights.live() else {
+        return Ok(None);
+    };
+    let service = ecs::describe(c, &plan.cluster, &plan.service)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(ts) = service.task_set_on(topo.target_group(live)).cloned() else {
+        return Ok(None);
+    };
+    let release = ecs::release_of(c, &ts.task_definition, plan.container.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Some((ts, release.image)))
 }

@@ -1,23 +1,27 @@
 //! `bluegreen promote` and `bluegreen continue`: preflight, lock, journal, image promotion, then
-//! the regions wave by wave with one shared rollback on the first failure anywhere.
+//! the regions wave by wave with one shared rollback on the first failure anywhere, then the
+//! previous task sets go. Each step is a function taking what the one before produced.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::common::{self, short_digest, source_image};
+use super::decide::{self, Asked, Decision};
+use super::guard::Held;
 use super::preflight::{self, RegionState};
-use super::region::{self, Ended, Run, Stop, Tracker, Until};
+use super::region::{self, Ended, Run, Stop};
 use super::rollback;
-use super::{Env, Error, heartbeat, validate_version};
+use super::tracker::Tracker;
+use super::{Env, Error};
 use crate::aws::ecs;
 use crate::aws::elb::Colour;
-use crate::aws::lock::{self, Record, RegionRecord};
+use crate::aws::journal::{Outcome, Phase, Record, RegionPhase, RegionRecord};
+use crate::aws::lock::{self, Holder};
 use crate::aws::registry::{self, Registry, RegistryError, SourceImage};
-
-/// How long a paused deployment keeps the lock without a running process.
-pub const PAUSE_HOLD: Duration = Duration::from_secs(24 * 3600);
+use crate::config::Until;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -27,10 +31,32 @@ pub struct Options {
     pub ignore_alarms: bool,
 }
 
+/// How a promote ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromoteOutcome {
+    Promoted,
+    /// Stopped at `--until`, lock held, for `continue`.
+    Paused,
+    /// The release already served everywhere.
+    NothingToDo,
+}
+
+impl std::fmt::Display for PromoteOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Promoted => "promoted",
+            Self::Paused => "paused",
+            Self::NothingToDo => "nothing-to-do",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RegionResult {
     pub previous_version: Option<String>,
     pub colour: Colour,
+    /// The region's journal phase, or `live` when this deployment did nothing there.
     pub phase: String,
     pub weight: u8,
 }
@@ -41,8 +67,7 @@ pub struct PromoteResult {
     pub deployment: String,
     pub version: String,
     pub digest: String,
-    /// `promoted`, `paused` or `nothing-to-do`.
-    pub outcome: String,
+    pub outcome: PromoteOutcome,
     pub regions: BTreeMap<String, RegionResult>,
     pub copied_blobs: usize,
     pub copied_bytes: u64,
@@ -51,10 +76,12 @@ pub struct PromoteResult {
 
 impl std::fmt::Display for PromoteResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = match self.outcome.as_str() {
-            "nothing-to-do" => "already live everywhere; nothing to do",
-            "paused" => "paused; resume with `bluegreen continue`, abort with `bluegreen rollback`",
-            _ => "promoted",
+        let what = match self.outcome {
+            PromoteOutcome::NothingToDo => "already live everywhere; nothing to do",
+            PromoteOutcome::Paused => {
+                "paused; resume with `bluegreen continue`, abort with `bluegreen rollback`"
+            }
+            PromoteOutcome::Promoted => "promoted",
         };
         writeln!(
             f,
@@ -80,78 +107,30 @@ impl std::fmt::Display for PromoteResult {
     }
 }
 
-pub fn short_digest(d: &str) -> &str {
-    d.get(..19).unwrap_or(d)
+/// What preflight found, read without changing anything.
+struct Prepared {
+    image: SourceImage,
+    states: Vec<RegionState>,
+    targets: Vec<(String, Registry)>,
 }
 
-/// Resolves the release in the source registry and applies the scan gate.
-pub async fn source_image(
-    env: &Env,
-    version: &str,
-    allow_findings: bool,
-) -> Result<SourceImage, Error> {
-    let src = &env.plan.source;
-    let ecr = aws_sdk_ecr::Client::new(
-        &env.source
-            .to_builder()
-            .region(aws_config::Region::new(src.region.clone()))
-            .build(),
-    );
-    let registry = Registry::from_ecr_for(
-        &ecr,
-        &src.region,
-        Some(&src.account_id),
-        env.registry_http.clone(),
-    )
-    .await
-    .map_err(|e| Error::Refused(format!("preflight refused; nothing was changed: {e}")))?;
-    let image = registry::resolve(&registry, &src.repository, version)
-        .await
-        .map_err(|e| match e {
-            RegistryError::MissingTag { .. } => Error::Refused(e.to_string()),
-            other => Error::Refused(format!("preflight refused; nothing was changed: {other}")),
-        })?;
-    if let (Some(threshold), false) = (env.plan.strategy.scan_threshold, allow_findings) {
-        let counts = registry::scan_counts(&ecr, &src.region, &src.repository, image.digest())
-            .await
-            .map_err(|e| {
-                Error::Refused(format!("preflight refused; cannot read scan findings: {e}"))
-            })?;
-        registry::scan_gate(&counts, threshold, &src.repository, image.digest())
-            .map_err(|e| Error::Refused(e.to_string()))?;
-    }
-    Ok(image)
+/// One deployment under a held lock: everything the phases after preflight share.
+struct Deploy<'a> {
+    env: &'a Env,
+    tracker: Tracker,
+    prepared: Prepared,
+    until: Option<Until>,
+    /// Cancelled on SIGINT/SIGTERM or when the lock is lost.
+    stop: CancellationToken,
+    lost: CancellationToken,
+    started: Instant,
 }
 
-fn record_for(env: &Env, version: &str, digest: &str, states: &[RegionState]) -> Record {
-    Record {
-        id: env.deployment.clone(),
-        env: env.plan.env.clone(),
-        kind: "promote".into(),
-        version: version.to_owned(),
-        digest: Some(digest.to_owned()),
-        caller: env.identity.arn.clone(),
-        started_ms: lock::now_ms(),
-        ended_ms: None,
-        phase: "starting".into(),
-        outcome: None,
-        message: None,
-        regions: states
-            .iter()
-            .map(|s| {
-                (
-                    s.plan.region.clone(),
-                    RegionRecord {
-                        phase: "pending".into(),
-                        previous_task_definition: Some(s.live_task_set.task_definition.clone()),
-                        previous_task_set: Some(s.live_task_set.arn.clone()),
-                        previous_colour: Some(s.live.as_str().into()),
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect(),
-    }
+/// Bytes and blobs the copy moved.
+#[derive(Debug, Clone, Copy, Default)]
+struct Copied {
+    blobs: usize,
+    bytes: u64,
 }
 
 /// `bluegreen promote <version>`.
@@ -161,9 +140,7 @@ pub async fn promote(
     interrupt: CancellationToken,
 ) -> Result<PromoteResult, Error> {
     let started = Instant::now();
-    validate_version(&opts.version)?;
-    let rep = &env.reporter;
-    rep.event(
+    env.reporter.event(
         None,
         "preflight",
         format!(
@@ -171,135 +148,739 @@ pub async fn promote(
             opts.version, env.plan.env, env.identity.arn
         ),
     );
-
+    unlocked_or_expired(env).await?;
+    settle_latest(env, &opts.version).await?;
     // An expired holder is a run that died; its lock is taken over below, or cleared when
-    // there turns out to be nothing to do.
-    let stale = env
+    // there turns out to be nothing to do. Read after settling, which may have taken it over.
+    let stale = unlocked_or_expired(env).await?;
+    let prepared = prepare(env, &opts.version, opts.allow_findings, opts.ignore_alarms).await?;
+    if prepared
+        .states
+        .iter()
+        .all(|s| s.live_digest() == Some(prepared.image.digest()))
+    {
+        return nothing_to_do(env, stale, prepared, &opts.version, started).await;
+    }
+    let held = Held::acquire(env, &env.deployment, &opts.version).await?;
+    let begun = begin(env, &prepared, &opts.version).await;
+    let out = match begun {
+        Ok(tracker) => {
+            let d = Deploy {
+                env,
+                tracker,
+                prepared,
+                until: opts.until,
+                stop: stop_on(&interrupt, &held),
+                lost: held.lost(),
+                started,
+            };
+            execute(&d).await
+        }
+        Err(e) => Err(e),
+    };
+    held.finish(keeps_lock(&out)).await;
+    out
+}
+
+/// The lock rule (see `super`): kept when paused for `continue`, or when AWS is left needing a
+/// human; released otherwise.
+fn keeps_lock(out: &Result<PromoteResult, Error>) -> bool {
+    match out {
+        Ok(r) => r.outcome == PromoteOutcome::Paused,
+        Err(e) => e.keeps_lock(),
+    }
+}
+
+/// Cancelled on an interrupt or a lost lock.
+fn stop_on(interrupt: &CancellationToken, held: &Held) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let (s, i, l) = (stop.clone(), interrupt.clone(), held.lost());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = i.cancelled() => {}
+            _ = l.cancelled() => {}
+        }
+        s.cancel();
+    });
+    stop
+}
+
+/// The lock's holder if it is a run that died (lease expired); refused if a live one holds it.
+async fn unlocked_or_expired(env: &Env) -> Result<Option<Holder>, Error> {
+    let holder = env
         .lock
         .holder()
         .await
         .map_err(|e| Error::Failed(e.to_string()))?;
-    if let Some(h) = &stale
-        && !h.expired(lock::now_ms())
-    {
-        return Err(Error::LockHeld(Box::new(
-            crate::aws::lock::LockError::Held {
+    match holder {
+        Some(h) if !h.expired(lock::now_ms()) => {
+            Err(Error::LockHeld(Box::new(lock::LockError::Held {
                 env: env.plan.env.clone(),
-                holder: h.clone(),
-            },
-        )));
-    }
-    if let Some(last) = rollback::latest_promote(env).await?
-        && last.outcome.is_none()
-    {
-        if last.version != opts.version {
-            return Err(Error::Refused(format!(
-                "deployment {} of {} is unfinished (phase {}); finish or abort it first: \
-                 `bluegreen continue -e {env}` or `bluegreen rollback -e {env}`",
-                last.id,
-                last.version,
-                last.phase,
-                env = env.plan.env
-            )));
+                holder: h,
+            })))
         }
-        // Decided, and said: the same release again after a crash starts clean.
-        rep.warn(
-            None,
-            "resume",
-            format!(
-                "deployment {} of {} stopped at phase {} without finishing; rolling it back before \
-                 starting clean",
-                last.id, last.version, last.phase
-            ),
-        );
-        rollback::command(env).await?;
+        other => Ok(other),
     }
+}
 
-    let image = source_image(env, &opts.version, opts.allow_findings).await?;
-    rep.event(
+/// What AWS says now about each region of `record`: whether it serves the record's digest at
+/// 100% as primary. Regions the file no longer has are `Unknown`.
+pub async fn observe(env: &Env, record: &Record) -> BTreeMap<String, decide::RegionNow> {
+    let digest = record.digest.clone().unwrap_or_default();
+    let reads = record.regions.keys().map(|r| {
+        let digest = digest.clone();
+        async move {
+            let Some(plan) = env.plan.regions.get(r) else {
+                return (r.clone(), decide::RegionNow::Unknown);
+            };
+            let now = match preflight::serving(env, plan).await {
+                Ok(Some((ts, release)))
+                    if ts.status == "PRIMARY" && common::digest_of(&release) == Some(&digest) =>
+                {
+                    decide::RegionNow::ServesRelease
+                }
+                Ok(_) => decide::RegionNow::Other,
+                Err(_) => decide::RegionNow::Unknown,
+            };
+            (r.clone(), now)
+        }
+    });
+    futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Settles the journal's latest promote before a new one starts (see `decide::decide`).
+async fn settle_latest(env: &Env, version: &str) -> Result<(), Error> {
+    let Some(last) = rollback::latest_promote(env).await? else {
+        return Ok(());
+    };
+    let now = if last.outcome.is_none() {
+        observe(env, &last).await
+    } else {
+        BTreeMap::new()
+    };
+    match decide::decide(&env.plan.env, Asked::Promote { version }, Some(&last), &now) {
+        Decision::Proceed | Decision::Resume => Ok(()),
+        Decision::Refuse(m) => Err(Error::Refused(m)),
+        Decision::RecordPromoted => record_promoted(env, last).await,
+        Decision::RollBackFirst => {
+            // Decided, and said: the same release again after a crash starts clean.
+            env.reporter.warn(
+                None,
+                "resume",
+                format!(
+                    "deployment {} of {} stopped at phase {} without finishing; rolling it back \
+                     before starting clean",
+                    last.id, last.version, last.phase
+                ),
+            );
+            rollback::command(env, &[]).await.map(|_| ())
+        }
+    }
+}
+
+/// An unfinished record whose release AWS shows finished everywhere: the journal missed its
+/// end, so it is written now, under the lock; nothing in AWS changes.
+async fn record_promoted(env: &Env, mut record: Record) -> Result<(), Error> {
+    let held = Held::take_over(env, &record.id, &record.version).await?;
+    env.reporter.warn(
+        None,
+        "journal",
+        format!(
+            "deployment {} of {} serves 100% as primary in every region, but its journal stopped at \
+             phase {}; recording it as promoted",
+            record.id, record.version, record.phase
+        ),
+    );
+    record.end(
+        Phase::Promoted,
+        Outcome::Promoted,
+        Some("recorded from what AWS showed after the journal missed the end".into()),
+    );
+    let written = env.journal.write(&record).await;
+    held.finish(written.is_err()).await;
+    written.map_err(|e| {
+        Error::Unsettled(format!(
+            "{} serves 100% in every region, but the journal still cannot record it: {e}; run \
+             `bluegreen continue -e {}` once DynamoDB answers (lock kept)",
+            record.version, env.plan.env
+        ))
+    })
+}
+
+/// Preflight: the release and its scan findings, every region, the alarms, the registries and
+/// their tags. Refuses (nothing changed) on anything that would stop the promote later.
+async fn prepare(
+    env: &Env,
+    version: &str,
+    allow_findings: bool,
+    ignore_alarms: bool,
+) -> Result<Prepared, Error> {
+    let image = source_image(env, version, allow_findings).await?;
+    env.reporter.event(
         None,
         "preflight",
         format!(
-            "{}:{} is {}",
+            "{}:{version} is {}",
             env.plan.source.repository,
-            opts.version,
             image.digest()
         ),
     );
     let states = preflight::inspect_all(env, &BTreeMap::new(), &env.deployment).await?;
-    let firing = preflight::alarms_firing(&states).await?;
-    if !firing.is_empty() {
-        if opts.ignore_alarms {
-            rep.warn(
-                None,
-                "preflight",
-                format!("alarms in ALARM, ignored as asked: {}", firing.join("; ")),
-            );
-        } else {
-            return Err(Error::Refused(format!(
-                "alarms already in ALARM before the start: {}; fix them, or pass --ignore-alarms if the \
-                 release is the fix",
-                firing.join("; ")
-            )));
-        }
-    }
+    check_alarms(env, &states, ignore_alarms).await?;
     let targets = target_registries(env, &states)
         .await
         .map_err(|e| Error::Refused(format!("preflight refused; nothing was changed: {e}")))?;
     check_target_tags(env, &targets, &image).await?;
-    if states
-        .iter()
-        .all(|s| s.live_digest() == Some(image.digest()))
-    {
-        if let Some(h) = stale {
-            // Only that dead run's lock: the delete is conditional on its deployment id.
-            env.lock.release(&h.deployment).await?;
-            rep.event(
-                None,
-                "lock",
-                format!(
-                    "removed the expired lock left by deployment {}",
-                    h.deployment
-                ),
-            );
-        }
-        if states.iter().any(|s| !s.leftovers.is_empty()) {
-            env.lock
-                .acquire(&env.deployment, &env.identity.arn, &opts.version)
-                .await?;
-            let removed = remove_leftovers(env, &states).await;
-            let _ = env.lock.release(&env.deployment).await;
-            removed?;
-        }
-        return Ok(PromoteResult {
-            env: env.plan.env.clone(),
-            deployment: env.deployment.clone(),
-            version: opts.version.clone(),
-            digest: image.digest().to_owned(),
-            outcome: "nothing-to-do".into(),
-            regions: results(&states, &Record::default()),
-            copied_blobs: 0,
-            copied_bytes: 0,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-        });
-    }
+    Ok(Prepared {
+        image,
+        states,
+        targets,
+    })
+}
 
-    env.lock
-        .acquire(&env.deployment, &env.identity.arn, &opts.version)
-        .await?;
-    if let Err(e) = remove_leftovers(env, &states).await {
-        let _ = env.lock.release(&env.deployment).await;
-        return Err(e);
+/// Alarms already in ALARM refuse the start unless `--ignore-alarms` (the release is the fix).
+async fn check_alarms(env: &Env, states: &[RegionState], ignore: bool) -> Result<(), Error> {
+    let firing = preflight::alarms_firing(states).await?;
+    match (firing.is_empty(), ignore) {
+        (true, _) => Ok(()),
+        (false, true) => {
+            env.reporter.warn(
+                None,
+                "preflight",
+                format!("alarms in ALARM, ignored as asked: {}", firing.join("; ")),
+            );
+            Ok(())
+        }
+        (false, false) => Err(Error::Refused(format!(
+            "alarms already in ALARM before the start: {}; fix them, or pass --ignore-alarms if the \
+             release is the fix",
+            firing.join("; ")
+        ))),
     }
-    let tracker = Tracker::new(
-        env.journal.clone(),
-        record_for(env, &opts.version, image.digest(), &states),
+}
+
+/// The release already serves everywhere: a dead run's expired lock is cleared, and task sets
+/// left on the idle colour are removed under the lock.
+async fn nothing_to_do(
+    env: &Env,
+    stale: Option<Holder>,
+    prepared: Prepared,
+    version: &str,
+    started: Instant,
+) -> Result<PromoteResult, Error> {
+    if let Some(h) = stale {
+        // Only that dead run's lock: the delete is conditional on its deployment id.
+        env.lock.release(&h.deployment).await?;
+        env.reporter.event(
+            None,
+            "lock",
+            format!(
+                "removed the expired lock left by deployment {}",
+                h.deployment
+            ),
+        );
+    }
+    let states = &prepared.states;
+    if states.iter().any(|s| !s.leftovers.is_empty()) {
+        let held = Held::acquire(env, &env.deployment, version).await?;
+        let removed = remove_leftovers(env, states).await;
+        held.finish(false).await;
+        removed?;
+    }
+    Ok(PromoteResult {
+        env: env.plan.env.clone(),
+        deployment: env.deployment.clone(),
+        version: version.to_owned(),
+        digest: prepared.image.digest().to_owned(),
+        outcome: PromoteOutcome::NothingToDo,
+        regions: results(states, &Record::default()),
+        copied_blobs: 0,
+        copied_bytes: 0,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Under the lock, before anything deploys: leftovers on the idle colour go, and the journal
+/// record is written (a journal that cannot be written stops here, nothing changed).
+async fn begin(env: &Env, prepared: &Prepared, version: &str) -> Result<Tracker, Error> {
+    remove_leftovers(env, &prepared.states).await?;
+    let record = record_for(env, version, prepared.image.digest(), &prepared.states);
+    let tracker = Tracker::new(env.journal.clone(), record);
+    tracker.update(|_| {}).await.map_err(|e| {
+        Error::Failed(format!(
+            "the journal could not record the start of deployment {}: {e}; nothing was deployed",
+            env.deployment
+        ))
+    })?;
+    Ok(tracker)
+}
+
+fn record_for(env: &Env, version: &str, digest: &str, states: &[RegionState]) -> Record {
+    Record {
+        id: env.deployment.clone(),
+        env: env.plan.env.clone(),
+        version: version.to_owned(),
+        digest: Some(digest.to_owned()),
+        caller: env.identity.arn.clone(),
+        started_ms: lock::now_ms(),
+        regions: states
+            .iter()
+            .map(|s| {
+                (
+                    s.plan.region.clone(),
+                    RegionRecord {
+                        previous_task_definition: Some(s.live_task_set.task_definition.clone()),
+                        previous_task_set: Some(s.live_task_set.arn.clone()),
+                        previous_colour: Some(s.live.as_str().into()),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect(),
+        ..Record::default()
+    }
+}
+
+/// `bluegreen continue`: settles the journal's unfinished promote — resumes it from where its
+/// journal says, or records it promoted when AWS shows it finished.
+pub async fn resume(env: &Env, interrupt: CancellationToken) -> Result<PromoteResult, Error> {
+    let started = Instant::now();
+    let latest = rollback::latest_promote(env).await?;
+    let now = match &latest {
+        Some(r) if r.outcome.is_none() => observe(env, r).await,
+        _ => BTreeMap::new(),
+    };
+    let decision = decide::decide(&env.plan.env, Asked::Continue, latest.as_ref(), &now);
+    let record = match (decision, latest) {
+        (Decision::Refuse(m), _) => return Err(Error::Refused(m)),
+        (_, None) => unreachable!("decide refuses `continue` without a record"),
+        (Decision::RecordPromoted, Some(r)) => {
+            let version = r.version.clone();
+            record_promoted(env, r).await?;
+            let prepared = prepare(env, &version, true, true).await?;
+            return nothing_to_do(env, None, prepared, &version, started).await;
+        }
+        (_, Some(r)) => r,
+    };
+    // The resumed run acts as the deployment it continues: its lock, its task sets' ids.
+    let env = &env.acting_as(&record.id);
+    let held = Held::acquire(env, &record.id, &record.version).await?;
+    let out = match resumable(env, &record).await {
+        Ok(prepared) => {
+            let d = Deploy {
+                env,
+                tracker: Tracker::new(env.journal.clone(), record),
+                prepared,
+                until: None,
+                stop: stop_on(&interrupt, &held),
+                lost: held.lost(),
+                started,
+            };
+            execute(&d).await
+        }
+        Err(e) => Err(e),
+    };
+    held.finish(keeps_lock(&out)).await;
+    out
+}
+
+/// Preflight for `continue`: the same digest, the regions read with their recorded live
+/// colours, and no task set on the idle colour that is not this deployment's.
+async fn resumable(env: &Env, record: &Record) -> Result<Prepared, Error> {
+    let image = source_image(env, &record.version, true).await?;
+    if record.digest.as_deref() != Some(image.digest()) {
+        return Err(Error::Refused(format!(
+            "{}:{} now resolves to {}, but deployment {} started with {}; run `bluegreen rollback -e {}`",
+            env.plan.source.repository,
+            record.version,
+            image.digest(),
+            record.id,
+            record.digest.as_deref().unwrap_or("?"),
+            env.plan.env
+        )));
+    }
+    let previous: BTreeMap<String, Colour> = record
+        .regions
+        .iter()
+        .filter_map(|(r, x)| Some((r.clone(), Colour::parse(x.previous_colour.as_deref()?)?)))
+        .collect();
+    let states = preflight::inspect_all(env, &previous, &env.deployment).await?;
+    if let Some((s, t)) = states
+        .iter()
+        .find_map(|s| s.leftovers.first().map(|t| (s, t)))
+    {
+        return Err(Error::Refused(format!(
+            "task set {} on the idle {} target group in {} is not deployment {}'s; run \
+             `bluegreen rollback -e {}` to abandon the deployment instead",
+            t.id,
+            s.idle(),
+            s.name(),
+            record.id,
+            env.plan.env
+        )));
+    }
+    env.reporter.event(
+        None,
+        "continue",
+        format!(
+            "resuming deployment {} of {} from phase {}",
+            record.id, record.version, record.phase
+        ),
     );
-    tracker.update(|_| {}).await.map_err(Error::Failed)?;
-    execute(
-        env, &tracker, &image, targets, states, opts.until, interrupt, started,
+    let targets = target_registries(env, &states).await.map_err(|e| {
+        Error::Failed(format!(
+            "image promotion failed in {e}; nothing further was deployed"
+        ))
+    })?;
+    Ok(Prepared {
+        image,
+        states,
+        targets,
+    })
+}
+
+/// Image promotion, then the waves, then cleanup.
+async fn execute(d: &Deploy<'_>) -> Result<PromoteResult, Error> {
+    let copied = copy_image(d).await?;
+    journal_phase(d, Phase::Deploying).await?;
+    match run_waves(d).await? {
+        Ended::Paused => {
+            journal_phase(d, Phase::Paused).await?;
+            Ok(result(d, PromoteOutcome::Paused, copied).await)
+        }
+        Ended::Done => finish_promoted(d, copied).await,
+    }
+}
+
+/// Records a deployment-wide phase. Before any region changed (copying, deploying) a failure
+/// is plain; after, AWS needs a human and the error says what it holds.
+async fn journal_phase(d: &Deploy<'_>, phase: Phase) -> Result<(), Error> {
+    let written = d.tracker.update(|r| r.phase = phase).await;
+    written.map_err(|e| match phase {
+        Phase::Copying | Phase::Deploying => Error::Failed(format!(
+            "the journal could not record phase {phase} of deployment {}: {e}; nothing further was deployed",
+            d.env.deployment
+        )),
+        _ => Error::Unsettled(journal_missed(d, &format!("phase {phase}"), &e.to_string())),
+    })
+}
+
+/// What AWS holds and what the journal missed, for an operator to act on.
+fn journal_missed(d: &Deploy<'_>, what: &str, error: &str) -> String {
+    format!(
+        "the journal of deployment {} could not record {what}: {error}; AWS is as the last \
+         events above say; run `bluegreen status -e {env}`, then `bluegreen continue -e {env}` or \
+         `bluegreen rollback -e {env}` (lock kept)",
+        d.env.deployment,
+        env = d.env.plan.env
     )
+}
+
+/// Step 1: The image, into every region's registry, verified by digest. A failed copy ends the
+/// deployment before anything was deployed.
+async fn copy_image(d: &Deploy<'_>) -> Result<Copied, Error> {
+    let (env, image, targets) = (d.env, &d.prepared.image, &d.prepared.targets);
+    journal_phase(d, Phase::Copying).await?;
+    env.reporter.event(
+        None,
+        "copy",
+        format!(
+            "{}@{} to {} region(s)",
+            image.repository,
+            short_digest(image.digest()),
+            targets.len()
+        ),
+    );
+    let copies = registry::copy_all(image, targets, &env.plan.repository, 4, 4).await;
+    let mut copied = Copied::default();
+    let mut errors = Vec::new();
+    for (r, c) in &copies {
+        match c {
+            Ok(x) => {
+                copied.blobs += x.blobs_copied;
+                copied.bytes += x.bytes_copied;
+                env.reporter.event(
+                    Some(r),
+                    "copy",
+                    format!(
+                        "{} blobs copied ({} bytes), {} present, {} mounted{}",
+                        x.blobs_copied,
+                        x.bytes_copied,
+                        x.blobs_skipped,
+                        x.blobs_mounted,
+                        if x.already_present {
+                            "; tag already there"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+            Err(e) => errors.push(format!("{r}: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(copied);
+    }
+    let message = format!(
+        "image promotion failed; nothing was deployed: {}",
+        errors.join("; ")
+    );
+    let recorded = d
+        .tracker
+        .update(|x| x.end(Phase::Failed, Outcome::Failed, Some(message.clone())))
+        .await;
+    Err(match recorded {
+        Ok(()) => Error::Failed(message),
+        // Nothing was deployed, so nothing needs a human but the record.
+        Err(e) => Error::Failed(format!("{message}; the journal could not record it: {e}")),
+    })
+}
+
+/// Step 2: Waves in order, the regions of a wave at once; a wave the journal shows promoted is
+/// skipped. The first failure anywhere rolls back every touched region.
+async fn run_waves(d: &Deploy<'_>) -> Result<Ended, Error> {
+    let waves = &d.env.plan.waves;
+    for (i, wave) in waves.iter().enumerate() {
+        let record = d.tracker.snapshot().await;
+        let done = |r: &String| {
+            record
+                .regions
+                .get(r)
+                .is_some_and(|x| x.phase >= RegionPhase::Promoted)
+        };
+        if wave.iter().all(done) {
+            continue;
+        }
+        d.env.reporter.event(
+            None,
+            "wave",
+            format!("wave {}/{}: {}", i + 1, waves.len(), wave.join(", ")),
+        );
+        let outcomes = run_wave(d, wave).await;
+        if d.lost.is_cancelled() {
+            return Err(Error::Failed(format!(
+                "deployment {} lost the lock of {} (another process took it over, e.g. `bluegreen rollback`); stopped without touching anything further",
+                d.env.deployment, d.env.plan.env
+            )));
+        }
+        let failures: Vec<String> = outcomes
+            .iter()
+            .filter_map(|(r, o)| match o {
+                Err(Stop::Failed(e)) => Some(format!("{r}: {e}")),
+                _ => None,
+            })
+            .collect();
+        let cancelled = outcomes.iter().any(|(_, o)| o == &Err(Stop::Cancelled));
+        if !failures.is_empty() || cancelled {
+            return Err(shared_rollback(d, failures).await);
+        }
+        if outcomes.iter().any(|(_, o)| o == &Ok(Ended::Paused)) {
+            return Ok(Ended::Paused);
+        }
+    }
+    Ok(Ended::Done)
+}
+
+/// One wave's regions at once; a region that fails stops the others at once.
+async fn run_wave(d: &Deploy<'_>, wave: &[String]) -> Vec<(String, Result<Ended, Stop>)> {
+    let wave_stop = d.stop.child_token();
+    let version = &d.tracker.snapshot().await.version;
+    let image = &d.prepared.image;
+    futures_util::future::join_all(wave.iter().map(|r| {
+        let s = d
+            .prepared
+            .states
+            .iter()
+            .find(|s| s.name() == r)
+            .expect("preflight read every region of the plan");
+        let host = d
+            .prepared
+            .targets
+            .iter()
+            .find(|(n, _)| n == r)
+            .map(|(_, t)| t.host().to_owned())
+            .expect("a registry for every region of the plan");
+        let run = Run {
+            env: d.env,
+            tracker: &d.tracker,
+            version,
+            image: format!("{host}/{}@{}", d.env.plan.repository, image.digest()),
+            until: d.until,
+            cancel: wave_stop.clone(),
+        };
+        let wave_stop = wave_stop.clone();
+        async move {
+            let out = region::promote(&run, s).await;
+            if let Err(Stop::Failed(e)) = &out {
+                run.env.reporter.warn(Some(s.name()), "failed", e);
+                wave_stop.cancel();
+            }
+            (s.name().to_owned(), out)
+        }
+    }))
     .await
+}
+
+/// Every touched region back on its previous release: production first, one ModifyListener per
+/// region, all at once, with the topology this run already knows (the previous task sets still
+/// run at full scale until every wave is done, so they can take it); then each region's
+/// rollback. `failures` empty: interrupted.
+async fn shared_rollback(d: &Deploy<'_>, failures: Vec<String>) -> Error {
+    let env = d.env;
+    let interrupted = failures.is_empty();
+    let reason = if interrupted {
+        "interrupted".to_owned()
+    } else {
+        failures.join("; ")
+    };
+    let touched = decide::touched(&d.tracker.snapshot().await);
+    env.reporter.warn(
+        None,
+        "rollback",
+        format!(
+            "{}returning {} to the previous release",
+            if interrupted { "interrupted; " } else { "" },
+            touched.join(", ")
+        ),
+    );
+    let flipped = fast_flip(d, &touched).await;
+    let results = rollback::regions(env, &d.tracker, &touched, &flipped).await;
+    let broken: Vec<String> = results
+        .iter()
+        .filter_map(|(r, x)| x.as_ref().err().map(|e| format!("{r}: {e}")))
+        .collect();
+    let (phase, outcome) = if broken.is_empty() {
+        (Phase::RolledBack, Outcome::RolledBack)
+    } else {
+        (Phase::RollbackFailed, Outcome::RollbackFailed)
+    };
+    let recorded = d
+        .tracker
+        .update(|x| x.end(phase, outcome, Some(reason.clone())))
+        .await;
+    let env_name = &env.plan.env;
+    if !broken.is_empty() {
+        return Error::Unsettled(format!(
+            "{reason}; the rollback did not finish in {}; run `bluegreen rollback -e {env_name}` (lock kept)",
+            broken.join("; ")
+        ));
+    }
+    let msg = format!(
+        "{reason}; every touched region ({}) is back on its previous release",
+        touched.join(", ")
+    );
+    match recorded {
+        Err(e) => Error::Unsettled(format!(
+            "{msg}, but the journal could not record it ({e}); run `bluegreen rollback -e {env_name}` \
+             to record it (lock kept)"
+        )),
+        Ok(()) if interrupted => Error::Interrupted(msg),
+        Ok(()) => Error::RolledBack(msg),
+    }
+}
+
+/// Production back on the previous colour in every touched region whose previous task set still
+/// runs, all at once; returns the regions flipped.
+async fn fast_flip(d: &Deploy<'_>, touched: &[String]) -> BTreeSet<String> {
+    let flips = futures_util::future::join_all(
+        d.prepared
+            .states
+            .iter()
+            .filter(|s| {
+                touched.iter().any(|t| t == s.name()) && s.live_task_set.scale_percent > 0.0
+            })
+            .map(|s| async move {
+                let flipped = rollback::production_back(d.env, &s.c, &s.topo, s.live).await;
+                (s, flipped)
+            }),
+    )
+    .await;
+    let mut flipped = BTreeSet::new();
+    for (s, res) in flips {
+        match res {
+            Ok(()) => {
+                flipped.insert(s.name().to_owned());
+            }
+            Err(e) => d.env.reporter.warn(Some(s.name()), "rollback", e),
+        }
+    }
+    flipped
+}
+
+/// Step 3: Every wave done: the previous task sets go, and the journal says promoted. A journal that
+/// cannot say it leaves the lock kept and the command names what AWS holds.
+async fn finish_promoted(d: &Deploy<'_>, copied: Copied) -> Result<PromoteResult, Error> {
+    let (env, version) = (d.env, &d.prepared.image.tag);
+    journal_phase(d, Phase::Cleaning).await?;
+    let mut left = Vec::new();
+    for s in &d.prepared.states {
+        if let Err(e) = region::cleanup(env, &d.tracker, s).await {
+            env.reporter.warn(Some(s.name()), "cleanup", &e);
+            left.push(format!("{}: {e}", s.name()));
+        }
+    }
+    let recorded = d
+        .tracker
+        .update(|x| x.end(Phase::Promoted, Outcome::Promoted, None))
+        .await;
+    if let Err(e) = recorded {
+        return Err(Error::Unsettled(format!(
+            "{version} serves 100% as primary in every region, but the journal could not record \
+             that deployment {} was promoted: {e}; run `bluegreen continue -e {}` to record it (lock kept)",
+            env.deployment, env.plan.env
+        )));
+    }
+    if !left.is_empty() {
+        // The release is live; only the old task sets remain. Not exit 0: promote's promise is
+        // one task set per region.
+        return Err(Error::Failed(format!(
+            "{version} serves 100% everywhere, but removing the previous task set failed ({}); \
+             it stays idle on the other colour; run `bluegreen promote {version} -e {env}` again \
+             to remove it",
+            left.join("; "),
+            env = env.plan.env
+        )));
+    }
+    Ok(result(d, PromoteOutcome::Promoted, copied).await)
+}
+
+fn results(states: &[RegionState], record: &Record) -> BTreeMap<String, RegionResult> {
+    states
+        .iter()
+        .map(|s| {
+            let rec = record.regions.get(s.name()).cloned().unwrap_or_default();
+            let result = RegionResult {
+                previous_version: s.live_release.version.clone(),
+                colour: if rec.weight == 100 { s.idle() } else { s.live },
+                phase: if rec.phase == RegionPhase::Pending {
+                    "live".into()
+                } else {
+                    rec.phase.to_string()
+                },
+                weight: rec.weight,
+            };
+            (s.name().to_owned(), result)
+        })
+        .collect()
+}
+
+async fn result(d: &Deploy<'_>, outcome: PromoteOutcome, copied: Copied) -> PromoteResult {
+    let record = d.tracker.snapshot().await;
+    PromoteResult {
+        env: d.env.plan.env.clone(),
+        deployment: d.env.deployment.clone(),
+        version: record.version.clone(),
+        digest: d.prepared.image.digest().to_owned(),
+        outcome,
+        regions: results(&d.prepared.states, &record),
+        copied_blobs: copied.blobs,
+        copied_bytes: copied.bytes,
+        elapsed_ms: d.started.elapsed().as_millis() as u64,
+    }
 }
 
 /// Every region's registry, from one ECR token per region, fetched at once; the error names the
@@ -393,442 +974,5 @@ async fn remove_leftovers(env: &Env, states: &[RegionState]) -> Result<(), Error
             "removing task sets left on the idle colour failed: {}",
             failed.join("; ")
         )))
-    }
-}
-
-/// `bluegreen continue`: resumes the paused or unfinished promote in the journal.
-pub async fn resume(
-    env: &Env,
-    record: Record,
-    interrupt: CancellationToken,
-) -> Result<PromoteResult, Error> {
-    let started = Instant::now();
-    env.lock
-        .acquire(&env.deployment, &env.identity.arn, &record.version)
-        .await?;
-    let image = source_image(env, &record.version, true).await?;
-    if record.digest.as_deref() != Some(image.digest()) {
-        let _ = env.lock.release(&env.deployment).await;
-        return Err(Error::Refused(format!(
-            "{}:{} now resolves to {}, but deployment {} started with {}; run `bluegreen rollback -e {}`",
-            env.plan.source.repository,
-            record.version,
-            image.digest(),
-            record.id,
-            record.digest.as_deref().unwrap_or("?"),
-            env.plan.env
-        )));
-    }
-    let previous: BTreeMap<String, Colour> = record
-        .regions
-        .iter()
-        .filter_map(|(r, x)| Some((r.clone(), Colour::parse(x.previous_colour.as_deref()?)?)))
-        .collect();
-    let states = match preflight::inspect_all(env, &previous, &env.deployment).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = env.lock.release(&env.deployment).await;
-            return Err(e);
-        }
-    };
-    // A paused deployment's idle colour is its own; anything else there is not ours to judge.
-    if let Some((s, t)) = states
-        .iter()
-        .find_map(|s| s.leftovers.first().map(|t| (s, t)))
-    {
-        let _ = env.lock.release(&env.deployment).await;
-        return Err(Error::Refused(format!(
-            "task set {} on the idle {} target group in {} is not deployment {}'s; run \
-             `bluegreen rollback -e {}` to abandon the deployment instead",
-            t.id,
-            s.idle(),
-            s.name(),
-            record.id,
-            env.plan.env
-        )));
-    }
-    env.reporter.event(
-        None,
-        "continue",
-        format!(
-            "resuming deployment {} of {} from phase {}",
-            record.id, record.version, record.phase
-        ),
-    );
-    let targets = match target_registries(env, &states).await {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = env.lock.release(&env.deployment).await;
-            return Err(Error::Failed(format!(
-                "image promotion failed in {e}; nothing further was deployed"
-            )));
-        }
-    };
-    let tracker = Tracker::new(env.journal.clone(), record);
-    execute(
-        env, &tracker, &image, targets, states, None, interrupt, started,
-    )
-    .await
-}
-
-/// Image promotion, then the waves, then cleanup, under a held lock.
-#[allow(clippy::too_many_arguments)]
-async fn execute(
-    env: &Env,
-    tracker: &Tracker,
-    image: &SourceImage,
-    targets: Vec<(String, Registry)>,
-    states: Vec<RegionState>,
-    until: Option<Until>,
-    interrupt: CancellationToken,
-    started: Instant,
-) -> Result<PromoteResult, Error> {
-    let rep = &env.reporter;
-    let version = tracker.snapshot().await.version;
-    let stop = CancellationToken::new();
-    let lost = CancellationToken::new();
-    let beat = heartbeat(
-        env.lock.clone(),
-        env.deployment.clone(),
-        lost.clone(),
-        rep.clone(),
-    );
-    let watcher = {
-        let (stop, lost, interrupt) = (stop.clone(), lost.clone(), interrupt.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = interrupt.cancelled() => {}
-                _ = lost.cancelled() => {}
-            }
-            stop.cancel();
-        })
-    };
-    let finish = |beat: tokio::task::JoinHandle<()>, watcher: tokio::task::JoinHandle<()>| {
-        beat.abort();
-        watcher.abort();
-    };
-
-    // 1. The image, into every region's registry, verified by digest.
-    let _ = tracker.update(|r| r.phase = "copying".into()).await;
-    rep.event(
-        None,
-        "copy",
-        format!(
-            "{}@{} to {} region(s)",
-            image.repository,
-            short_digest(image.digest()),
-            targets.len()
-        ),
-    );
-    let copies = registry::copy_all(image, &targets, &env.plan.repository, 4, 4).await;
-    let mut blobs = 0;
-    let mut bytes = 0;
-    let mut copy_errors = Vec::new();
-    for (r, c) in &copies {
-        match c {
-            Ok(rep_) => {
-                blobs += rep_.blobs_copied;
-                bytes += rep_.bytes_copied;
-                rep.event(
-                    Some(r),
-                    "copy",
-                    format!(
-                        "{} blobs copied ({} bytes), {} present, {} mounted{}",
-                        rep_.blobs_copied,
-                        rep_.bytes_copied,
-                        rep_.blobs_skipped,
-                        rep_.blobs_mounted,
-                        if rep_.already_present {
-                            "; tag already there"
-                        } else {
-                            ""
-                        }
-                    ),
-                );
-            }
-            Err(e) => copy_errors.push(format!("{r}: {e}")),
-        }
-    }
-    if !copy_errors.is_empty() {
-        finish(beat, watcher);
-        return Err(end_failed(
-            env,
-            tracker,
-            format!(
-                "image promotion failed; nothing was deployed: {}",
-                copy_errors.join("; ")
-            ),
-        )
-        .await);
-    }
-    let _ = tracker.update(|r| r.phase = "deploying".into()).await;
-
-    // 2. Waves in order; regions of a wave at once.
-    let by_region: BTreeMap<&str, &RegionState> = states.iter().map(|s| (s.name(), s)).collect();
-    let mut paused = false;
-    for (i, wave) in env.plan.waves.iter().enumerate() {
-        let record = tracker.snapshot().await;
-        if wave.iter().all(|r| {
-            region::phase_rank(
-                &record
-                    .regions
-                    .get(r)
-                    .map(|x| x.phase.clone())
-                    .unwrap_or_default(),
-            ) >= region::phase_rank("promoted")
-        }) {
-            continue;
-        }
-        rep.event(
-            None,
-            "wave",
-            format!(
-                "wave {}/{}: {}",
-                i + 1,
-                env.plan.waves.len(),
-                wave.join(", ")
-            ),
-        );
-        let wave_stop = stop.child_token();
-        let outcomes = futures_util::future::join_all(wave.iter().map(|r| {
-            let s = by_region[r.as_str()];
-            let target = targets
-                .iter()
-                .find(|(n, _)| n == r)
-                .map(|(_, t)| t.host().to_owned())
-                .unwrap_or_default();
-            let run = Run {
-                env,
-                tracker,
-                version: &version,
-                image: format!("{target}/{}@{}", env.plan.repository, image.digest()),
-                until,
-                cancel: wave_stop.clone(),
-            };
-            let wave_stop = wave_stop.clone();
-            async move {
-                let out = region::promote(&run, s).await;
-                if let Err(Stop::Failed(e)) = &out {
-                    env.reporter.warn(Some(s.name()), "failed", e);
-                    wave_stop.cancel();
-                }
-                (s.name().to_owned(), out)
-            }
-        }))
-        .await;
-        let failures: Vec<String> = outcomes
-            .iter()
-            .filter_map(|(r, o)| match o {
-                Err(Stop::Failed(e)) => Some(format!("{r}: {e}")),
-                _ => None,
-            })
-            .collect();
-        let cancelled = outcomes
-            .iter()
-            .any(|(_, o)| matches!(o, Err(Stop::Cancelled)));
-        if lost.is_cancelled() {
-            finish(beat, watcher);
-            return Err(Error::Failed(format!(
-                "deployment {} lost the lock of {} (another process took it over, e.g. `bluegreen rollback`); stopped without touching anything further",
-                env.deployment, env.plan.env
-            )));
-        }
-        if !failures.is_empty() || cancelled {
-            let interrupted = failures.is_empty();
-            let reason = if interrupted {
-                "interrupted".to_owned()
-            } else {
-                failures.join("; ")
-            };
-            let touched = rollback::touched(&tracker.snapshot().await);
-            rep.warn(
-                None,
-                "rollback",
-                format!(
-                    "{}returning {} to the previous release",
-                    if interrupted { "interrupted; " } else { "" },
-                    touched.join(", ")
-                ),
-            );
-            // The decision is made: production goes back first, one ModifyListener per touched
-            // region, all at once, with the topology this run already knows. The previous task
-            // sets still run at full scale (they go only after every wave), so they can take it.
-            let flips = futures_util::future::join_all(
-                states
-                    .iter()
-                    .filter(|s| {
-                        touched.iter().any(|t| t == s.name()) && s.live_task_set.scale_percent > 0.0
-                    })
-                    .map(|s| async move {
-                        (
-                            s,
-                            rollback::production_back(env, &s.c, &s.topo, s.live).await,
-                        )
-                    }),
-            )
-            .await;
-            let mut flipped = std::collections::BTreeSet::new();
-            for (s, res) in flips {
-                match res {
-                    Ok(()) => {
-                        flipped.insert(s.name().to_owned());
-                    }
-                    Err(e) => rep.warn(Some(s.name()), "rollback", e),
-                }
-            }
-            let results =
-                rollback::regions(env, tracker, &touched, &env.deployment, &flipped).await;
-            let broken: Vec<String> = results
-                .iter()
-                .filter_map(|(r, x)| x.as_ref().err().map(|e| format!("{r}: {e}")))
-                .collect();
-            let outcome = if broken.is_empty() {
-                "rolled-back"
-            } else {
-                "rollback-failed"
-            };
-            let _ = tracker
-                .update(|x| {
-                    x.phase = outcome.into();
-                    x.outcome = Some(outcome.into());
-                    x.ended_ms = Some(lock::now_ms());
-                    x.message = Some(reason.clone());
-                })
-                .await;
-            finish(beat, watcher);
-            if !broken.is_empty() {
-                return Err(Error::Failed(format!(
-                    "{reason}; the rollback did not finish in {}; run `bluegreen rollback -e {}` (lock kept)",
-                    broken.join("; "),
-                    env.plan.env
-                )));
-            }
-            let _ = env.lock.release(&env.deployment).await;
-            let msg = format!(
-                "{reason}; every touched region ({}) is back on its previous release",
-                touched.join(", ")
-            );
-            return Err(if interrupted {
-                Error::Interrupted(msg)
-            } else {
-                Error::RolledBack(msg)
-            });
-        }
-        if outcomes.iter().any(|(_, o)| matches!(o, Ok(Ended::Paused))) {
-            paused = true;
-            break;
-        }
-    }
-
-    if paused {
-        let _ = tracker.update(|r| r.phase = "paused".into()).await;
-        finish(beat, watcher);
-        env.lock
-            .hold_for(&env.deployment, PAUSE_HOLD)
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))?;
-        return Ok(result(
-            env, tracker, image, &states, "paused", blobs, bytes, started,
-        )
-        .await);
-    }
-
-    // 3. Every wave done: the previous task sets go.
-    let mut left = Vec::new();
-    for s in &states {
-        if let Err(e) = region::cleanup(env, tracker, s).await {
-            rep.warn(Some(s.name()), "cleanup", &e);
-            left.push(format!("{}: {e}", s.name()));
-        }
-    }
-    let _ = tracker
-        .update(|x| {
-            x.phase = "promoted".into();
-            x.outcome = Some("promoted".into());
-            x.ended_ms = Some(lock::now_ms());
-        })
-        .await;
-    finish(beat, watcher);
-    let _ = env.lock.release(&env.deployment).await;
-    if !left.is_empty() {
-        // The release is live; only the old task sets remain. Not exit 0: promote's promise is
-        // one task set per region.
-        return Err(Error::Failed(format!(
-            "{version} serves 100% everywhere, but removing the previous task set failed ({}); \
-             it stays idle on the other colour; run `bluegreen promote {version} -e {env}` again \
-             to remove it",
-            left.join("; "),
-            version = image.tag,
-            env = env.plan.env
-        )));
-    }
-    Ok(result(
-        env, tracker, image, &states, "promoted", blobs, bytes, started,
-    )
-    .await)
-}
-
-async fn end_failed(env: &Env, tracker: &Tracker, message: String) -> Error {
-    let _ = tracker
-        .update(|x| {
-            x.phase = "failed".into();
-            x.outcome = Some("failed".into());
-            x.ended_ms = Some(lock::now_ms());
-            x.message = Some(message.clone());
-        })
-        .await;
-    let _ = env.lock.release(&env.deployment).await;
-    Error::Failed(message)
-}
-
-fn results(states: &[RegionState], record: &Record) -> BTreeMap<String, RegionResult> {
-    states
-        .iter()
-        .map(|s| {
-            let rec = record.regions.get(s.name()).cloned().unwrap_or_default();
-            let on_new = rec.weight > 0;
-            (
-                s.name().to_owned(),
-                RegionResult {
-                    previous_version: s.live_release.version.clone(),
-                    colour: if on_new && rec.weight == 100 {
-                        s.idle()
-                    } else {
-                        s.live
-                    },
-                    phase: if rec.phase.is_empty() {
-                        "live".into()
-                    } else {
-                        rec.phase.clone()
-                    },
-                    weight: rec.weight,
-                },
-            )
-        })
-        .collect()
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn result(
-    env: &Env,
-    tracker: &Tracker,
-    image: &SourceImage,
-    states: &[RegionState],
-    outcome: &str,
-    blobs: usize,
-    bytes: u64,
-    started: Instant,
-) -> PromoteResult {
-    let record = tracker.snapshot().await;
-    PromoteResult {
-        env: env.plan.env.clone(),
-        deployment: env.deployment.clone(),
-        version: record.version.clone(),
-        digest: image.digest().to_owned(),
-        outcome: outcome.into(),
-        regions: results(states, &record),
-        copied_blobs: blobs,
-        copied_bytes: bytes,
-        elapsed_ms: started.elapsed().as_millis() as u64,
     }
 }

@@ -1,92 +1,23 @@
-//! One region's promote, phase by phase. Every phase is idempotent and records itself in the
-//! journal before moving on, so a re-run (`continue`, or a resume) picks up where it stopped.
+//! One region's promote, phase by phase: register → task set → ready → test traffic → shift and
+//! bake each step → primary. Each phase is a function that takes the previous phase's result
+//! and returns its own, so what a phase needs arrives from the one before it. Every phase is
+//! idempotent and journals itself before the next acts on it, so a re-run (`continue`, or a
+//! resume) picks up where the journal says.
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::Env;
+use super::common::run_hook;
 use super::gate;
 use super::preflight::RegionState;
-use crate::aws::ecs;
+use super::tracker::Tracker;
+use crate::aws::ecs::{self, TaskSet};
 use crate::aws::elb::{self, Weights};
-use crate::aws::lock::{Journal, Record, RegionRecord};
-
-/// Where `--until` stops a promote (lock held, state journaled) for `continue` to resume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Until {
-    Ready,
-    TestTraffic,
-    Weight(u8),
-}
-
-impl Until {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "ready" => Ok(Self::Ready),
-            "test-traffic" => Ok(Self::TestTraffic),
-            w => w
-                .trim_end_matches('%')
-                .parse::<u8>()
-                .ok()
-                .filter(|w| (1..=100).contains(w))
-                .map(Self::Weight)
-                .ok_or_else(|| {
-                    format!(
-                        "{s:?} is not a phase; use ready, test-traffic, or a weight step such as 10"
-                    )
-                }),
-        }
-    }
-}
-
-/// The deployment's journal record, shared by the regions running at once; every change is
-/// written through before the phase it records is acted on further.
-pub struct Tracker {
-    journal: Journal,
-    record: Mutex<Record>,
-}
-
-impl Tracker {
-    pub fn new(journal: Journal, record: Record) -> Self {
-        Self {
-            journal,
-            record: Mutex::new(record),
-        }
-    }
-
-    pub async fn snapshot(&self) -> Record {
-        self.record.lock().await.clone()
-    }
-
-    pub async fn region(&self, region: &str) -> RegionRecord {
-        self.record
-            .lock()
-            .await
-            .regions
-            .get(region)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Applies `f` to the record and writes it. A failed write is returned: nothing proceeds on
-    /// a journal that does not say where it is.
-    pub async fn update(&self, f: impl FnOnce(&mut Record)) -> Result<(), String> {
-        let mut r = self.record.lock().await;
-        f(&mut r);
-        self.journal.write(&r).await.map_err(|e| e.to_string())
-    }
-
-    pub async fn update_region(
-        &self,
-        region: &str,
-        f: impl FnOnce(&mut RegionRecord),
-    ) -> Result<(), String> {
-        self.update(|r| f(r.regions.entry(region.to_owned()).or_default()))
-            .await
-    }
-}
+use crate::aws::journal::RegionPhase;
+use crate::config::Until;
 
 /// How a region's promote ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,14 +35,62 @@ pub enum Stop {
     Cancelled,
 }
 
+/// What every phase of one wave shares.
 pub struct Run<'a> {
     pub env: &'a Env,
     pub tracker: &'a Tracker,
     pub version: &'a str,
-    /// `<registry host>/<repo>@sha256:…` per region.
+    /// `<registry host>/<repo>@sha256:…` for this region.
     pub image: String,
     pub until: Option<Until>,
     pub cancel: CancellationToken,
+}
+
+/// The new task definition is registered.
+struct Registered {
+    task_definition: String,
+}
+
+/// The new task set exists on the idle colour, at full size.
+struct Created {
+    task_set: TaskSet,
+}
+
+/// The new task set runs every task, every target healthy.
+struct Ready {
+    task_set: TaskSet,
+}
+
+/// The test listener reaches the new release, which answered its version.
+struct Tested {
+    task_set: TaskSet,
+}
+
+/// Every traffic step baked; production is 100% on the new release.
+struct Baked {
+    task_set: TaskSet,
+}
+
+pub async fn promote(run: &Run<'_>, s: &RegionState) -> Result<Ended, Stop> {
+    let span = tracing::info_span!("region", deployment = %run.env.deployment, region = s.name());
+    async {
+        let registered = register(run, s).await?;
+        let ready = wait_ready(run, s, create_task_set(run, s, registered).await?).await?;
+        if run.until == Some(Until::Ready) {
+            return Ok(Ended::Paused);
+        }
+        let tested = test_traffic(run, s, ready).await?;
+        if run.until == Some(Until::TestTraffic) {
+            return Ok(Ended::Paused);
+        }
+        let Some(baked) = shift(run, s, tested).await? else {
+            return Ok(Ended::Paused);
+        };
+        make_primary(run, s, baked).await?;
+        Ok(Ended::Done)
+    }
+    .instrument(span)
+    .await
 }
 
 /// Runs a read-only `f` unless cancelled first (then `f` is dropped where it is).
@@ -128,27 +107,31 @@ async fn unless_cancelled<T>(
 
 /// Sleeps `d` unless cancelled first.
 async fn pause(cancel: &CancellationToken, d: Duration) -> Result<(), Stop> {
-    tokio::select! {
-        _ = cancel.cancelled() => Err(Stop::Cancelled),
-        _ = tokio::time::sleep(d) => Ok(()),
-    }
+    unless_cancelled(cancel, tokio::time::sleep(d)).await
 }
 
 fn fail(e: impl ToString) -> Stop {
     Stop::Failed(e.to_string())
 }
 
-pub async fn promote(run: &Run<'_>, s: &RegionState) -> Result<Ended, Stop> {
-    let env = run.env;
-    let r = s.name();
-    let rep = &env.reporter;
-    let strategy = &env.plan.strategy;
-    let idle = s.idle();
-    let rec = run.tracker.region(r).await;
-    let phase_at_least = |p: &str| phase_rank(&rec.phase) >= phase_rank(p);
+/// Journals that the region reached `phase`; a write that fails stops the region (nothing
+/// proceeds on a journal that does not say where it is).
+async fn advance(
+    run: &Run<'_>,
+    region: &str,
+    phase: RegionPhase,
+    f: impl FnOnce(&mut crate::aws::journal::RegionRecord),
+) -> Result<(), Stop> {
+    run.tracker
+        .advance(region, phase, f)
+        .await
+        .map_err(|e| fail(format!("the journal could not record {phase}: {e}")))
+}
 
-    // 1. Register the new task definition: the live one with the image pinned by digest.
-    let td = match rec.new_task_definition.clone() {
+/// Step 1: The new task definition: the live one with the image pinned by digest.
+async fn register(run: &Run<'_>, s: &RegionState) -> Result<Registered, Stop> {
+    let r = s.name();
+    let task_definition = match run.tracker.region(r).await.new_task_definition {
         Some(td) => td,
         None => {
             let td = ecs::clone_task_definition(
@@ -160,23 +143,28 @@ pub async fn promote(run: &Run<'_>, s: &RegionState) -> Result<Ended, Stop> {
             )
             .await
             .map_err(fail)?;
-            run.tracker
-                .update_region(r, |x| {
-                    x.new_task_definition = Some(td.clone());
-                    x.phase = "registered".into();
-                })
-                .await
-                .map_err(Stop::Failed)?;
+            advance(run, r, RegionPhase::Registered, |x| {
+                x.new_task_definition = Some(td.clone());
+            })
+            .await?;
             td
         }
     };
-    rep.event(
+    run.env.reporter.event(
         Some(r),
         "register",
-        format!("task definition {}", short(&td)),
+        format!("task definition {}", last_part(&task_definition)),
     );
+    Ok(Registered { task_definition })
+}
 
-    // 2. The task set on the idle colour, at full size before it takes any traffic.
+/// Step 2: The task set on the idle colour, at full size before it takes any traffic.
+async fn create_task_set(
+    run: &Run<'_>,
+    s: &RegionState,
+    registered: Registered,
+) -> Result<Created, Stop> {
+    let (r, idle) = (s.name(), s.idle());
     let svc = ecs::describe(&s.c, &s.plan.cluster, &s.plan.service)
         .await
         .map_err(fail)?;
@@ -185,8 +173,8 @@ pub async fn promote(run: &Run<'_>, s: &RegionState) -> Result<Ended, Stop> {
         &s.plan.cluster,
         &svc,
         &s.plan.service,
-        &env.deployment,
-        &td,
+        &run.env.deployment,
+        &registered.task_definition,
         s.topo.target_group(idle),
         s.live_task_set
             .container_name
@@ -197,52 +185,51 @@ pub async fn promote(run: &Run<'_>, s: &RegionState) -> Result<Ended, Stop> {
     )
     .await
     .map_err(fail)?;
-    let ts = ensured.task_set().clone();
-    if !phase_at_least("created") {
-        run.tracker
-            .update_region(r, |x| {
-                x.new_task_set = Some(ts.arn.clone());
-                x.phase = "created".into();
-            })
-            .await
-            .map_err(Stop::Failed)?;
-    }
-    rep.event(
+    let task_set = ensured.task_set().clone();
+    advance(run, r, RegionPhase::Created, |x| {
+        x.new_task_set = Some(task_set.arn.clone());
+    })
+    .await?;
+    let how = match ensured {
+        ecs::Ensure::Created(_) => "created",
+        ecs::Ensure::Reused(_) => "reusing",
+    };
+    run.env.reporter.event(
         Some(r),
         "task-set",
-        format!(
-            "{} task set {} on {idle} at 100%",
-            if matches!(ensured, ecs::Ensure::Created(_)) {
-                "created"
-            } else {
-                "reusing"
-            },
-            ts.id
-        ),
+        format!("{how} task set {} on {idle} at 100%", task_set.id),
     );
+    Ok(Created { task_set })
+}
 
-    // 3. Wait until it runs every task and every target is healthy.
-    rep.waiting(
+/// Step 3: Until it runs every task and every target is healthy (at least as many as the live
+/// colour has), or the deadline.
+async fn wait_ready(run: &Run<'_>, s: &RegionState, created: Created) -> Result<Ready, Stop> {
+    let (r, idle, st) = (s.name(), s.idle(), &run.env.plan.strategy);
+    let ts = created.task_set;
+    run.env.reporter.waiting(
         Some(r),
         "ready",
         format!("task set {} running and healthy on {idle}", ts.id),
-        strategy.ready_timeout,
+        st.ready_timeout,
     );
     let check = tokio::sync::Mutex::new(gate::ReadyCheck::new(&s.c, s, idle));
-    let waited = tokio::select! {
-        _ = run.cancel.cancelled() => return Err(Stop::Cancelled),
-        w = ecs::wait_steady(&s.c, &s.plan.cluster, &s.plan.service, &ts.arn,
-                             strategy.ready_timeout, strategy.poll,
-                             || async { check.lock().await.poll().await }) => w,
-    };
+    let waited = unless_cancelled(
+        &run.cancel,
+        ecs::wait_steady(
+            &s.c,
+            &s.plan.cluster,
+            &s.plan.service,
+            &ts.arn,
+            st.ready_timeout,
+            st.poll,
+            || async { check.lock().await.poll().await },
+        ),
+    )
+    .await?;
     let ready = waited.map_err(|e| fail(format!("{e}; traffic stayed on {}", s.live)))?;
-    if !phase_at_least("ready") {
-        run.tracker
-            .update_region(r, |x| x.phase = "ready".into())
-            .await
-            .map_err(Stop::Failed)?;
-    }
-    rep.event(
+    advance(run, r, RegionPhase::Ready, |_| {}).await?;
+    run.env.reporter.event(
         Some(r),
         "ready",
         format!(
@@ -250,15 +237,17 @@ pub async fn promote(run: &Run<'_>, s: &RegionState) -> Result<Ended, Stop> {
             ready.running, ready.computed_desired
         ),
     );
-    if run.until == Some(Until::Ready) {
-        return Ok(Ended::Paused);
-    }
+    Ok(Ready { task_set: ts })
+}
 
-    // 4. Test traffic: the test listener on the new colour, probed for the new version.
+/// Step 4: The test listener on the new colour, probed until it answers the new version; then the
+/// `pre_traffic` hook.
+async fn test_traffic(run: &Run<'_>, s: &RegionState, ready: Ready) -> Result<Tested, Stop> {
+    let (r, idle, env) = (s.name(), s.idle(), run.env);
     elb::point_test_listener(&s.c, &s.topo, idle)
         .await
         .map_err(fail)?;
-    let test_url = gate::url(
+    let url = gate::url(
         &s.topo.dns_name,
         s.plan.test_listener_port,
         &s.plan.probe_path,
@@ -267,207 +256,141 @@ pub async fn promote(run: &Run<'_>, s: &RegionState) -> Result<Ended, Stop> {
     loop {
         let probed = unless_cancelled(
             &run.cancel,
-            gate::probe_version(&env.http, &test_url, run.version, 3),
+            gate::probe_version(&env.http, &url, run.version, 3),
         )
         .await?;
         match probed {
             Ok(()) => break,
             // A listener change takes a moment to reach every ALB node.
             Err(e) if started.elapsed() < Duration::from_secs(30) => {
-                rep.event(Some(r), "test-traffic", format!("{e}; retrying"));
-                pause(&run.cancel, strategy.poll).await?;
+                env.reporter
+                    .event(Some(r), "test-traffic", format!("{e}; retrying"));
+                pause(&run.cancel, env.plan.strategy.poll).await?;
             }
             Err(e) => return Err(fail(format!("pre-traffic check failed: {e}"))),
         }
     }
     if let Some(hook) = &env.plan.hooks.pre_traffic {
-        run_hook(env, hook, r, run.version, &test_url, "pre_traffic")
+        run_hook(env, hook, r, run.version, &url, "pre_traffic")
             .await
             .map_err(Stop::Failed)?;
     }
-    if !phase_at_least("test-traffic") {
-        run.tracker
-            .update_region(r, |x| x.phase = "test-traffic".into())
-            .await
-            .map_err(Stop::Failed)?;
-    }
-    rep.event(
+    advance(run, r, RegionPhase::TestTraffic, |_| {}).await?;
+    env.reporter.event(
         Some(r),
         "test-traffic",
-        format!("{test_url} answers {}", run.version),
+        format!("{url} answers {}", run.version),
     );
-    if run.until == Some(Until::TestTraffic) {
-        return Ok(Ended::Paused);
-    }
+    Ok(Tested {
+        task_set: ready.task_set,
+    })
+}
 
-    // 5. Shift in steps; after each, bake with the gate evaluated every poll.
-    let done_weight = run.tracker.region(r).await.weight;
-    for &step in &strategy.steps {
-        if step < done_weight || (step == done_weight && rec.phase == "baked") {
+/// Step 5: Production in steps; after each, a bake with the gate every poll. `None`: paused at
+/// `--until`. Steps the journal shows done are not repeated.
+async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<Baked>, Stop> {
+    let r = s.name();
+    let done = run.tracker.region(r).await;
+    for &step in &run.env.plan.strategy.steps {
+        let baked_before =
+            step < done.weight || (step == done.weight && done.phase >= RegionPhase::Baked);
+        if baked_before {
             continue;
         }
-        elb::set_weights(&s.c, &s.topo, Weights::with(idle, step))
+        elb::set_weights(&s.c, &s.topo, Weights::with(s.idle(), step))
             .await
             .map_err(fail)?;
         run.tracker
             .update_region(r, |x| {
                 x.weight = step;
-                x.phase = "shifting".into();
+                x.phase = RegionPhase::Shifting;
             })
             .await
-            .map_err(Stop::Failed)?;
-        let full = step == 100;
-        let bake = if full {
-            strategy.final_bake
-        } else {
-            strategy.bake
-        };
-        rep.waiting(
-            Some(r),
-            if full { "final-bake" } else { "bake" },
-            format!(
-                "{step}% of traffic on {idle}; gate every {}",
-                humantime::format_duration(strategy.poll)
-            ),
-            bake,
-        );
-        let deadline = Instant::now() + bake;
-        loop {
-            // Read-only, so another region's failure may drop it mid-flight: a rollback never
-            // waits for this region's poll to come back.
-            unless_cancelled(
-                &run.cancel,
-                gate::check(&env.http, s, &ts.arn, run.version, full),
-            )
-            .await?
-            .map_err(|e| fail(format!("gate failed at {step}% on {idle}: {e}")))?;
-            if Instant::now() >= deadline {
-                break;
-            }
-            pause(
-                &run.cancel,
-                strategy
-                    .poll
-                    .min(deadline.saturating_duration_since(Instant::now())),
-            )
-            .await?;
-        }
-        if run.cancel.is_cancelled() {
-            return Err(Stop::Cancelled);
-        }
-        if run.until == Some(Until::Weight(step)) && !full {
-            return Ok(Ended::Paused);
+            .map_err(|e| fail(format!("the journal could not record {step}%: {e}")))?;
+        bake(run, s, &tested.task_set, step).await?;
+        if run.until == Some(Until::Weight(step)) {
+            return Ok(None);
         }
     }
-    run.tracker
-        .update_region(r, |x| x.phase = "baked".into())
-        .await
-        .map_err(Stop::Failed)?;
-    if let Some(hook) = &env.plan.hooks.post_shift {
+    advance(run, r, RegionPhase::Baked, |_| {}).await?;
+    if let Some(hook) = &run.env.plan.hooks.post_shift {
         let prod = gate::url(&s.topo.dns_name, s.plan.listener_port, &s.plan.probe_path);
-        run_hook(env, hook, r, run.version, &prod, "post_shift")
+        run_hook(run.env, hook, r, run.version, &prod, "post_shift")
             .await
             .map_err(Stop::Failed)?;
     }
-
-    // 6. The new task set becomes primary; the old one stays scaled until every wave is done,
-    // so a shared rollback anywhere is still one ModifyListener here.
-    ecs::make_primary(&s.c, &s.plan.cluster, &s.plan.service, &ts.arn)
-        .await
-        .map_err(fail)?;
-    run.tracker
-        .update_region(r, |x| x.phase = "promoted".into())
-        .await
-        .map_err(Stop::Failed)?;
-    rep.event(
-        Some(r),
-        "promoted",
-        format!("{} serves 100% on {idle}", run.version),
-    );
-    Ok(Ended::Done)
+    Ok(Some(Baked {
+        task_set: tested.task_set,
+    }))
 }
 
-/// The order of a region's phases, for resuming.
-pub fn phase_rank(p: &str) -> u8 {
-    match p {
-        "registered" => 1,
-        "created" => 2,
-        "ready" => 3,
-        "test-traffic" => 4,
-        "shifting" => 5,
-        "baked" => 6,
-        "promoted" => 7,
-        "cleaned" => 8,
-        _ => 0,
+/// The bake after one step: the gate every poll until the bake time has passed.
+async fn bake(run: &Run<'_>, s: &RegionState, ts: &TaskSet, step: u8) -> Result<(), Stop> {
+    let (st, idle, full) = (&run.env.plan.strategy, s.idle(), step == 100);
+    let bake = if full { st.final_bake } else { st.bake };
+    run.env.reporter.waiting(
+        Some(s.name()),
+        if full { "final-bake" } else { "bake" },
+        format!(
+            "{step}% of traffic on {idle}; gate every {}",
+            humantime::format_duration(st.poll)
+        ),
+        bake,
+    );
+    let deadline = Instant::now() + bake;
+    loop {
+        // Read-only, so another region's failure may drop it mid-flight: a rollback never
+        // waits for this region's poll to come back.
+        unless_cancelled(
+            &run.cancel,
+            gate::check(&run.env.http, s, &ts.arn, run.version, full),
+        )
+        .await?
+        .map_err(|e| fail(format!("gate failed at {step}% on {idle}: {e}")))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        pause(&run.cancel, st.poll.min(left)).await?;
     }
 }
 
-/// After every wave: the old task sets are scaled away and deleted.
-pub async fn cleanup(env: &Env, tracker: &Tracker, s: &RegionState) -> Result<(), String> {
-    let r = s.name();
-    ecs::scale(
-        &s.c,
-        &s.plan.cluster,
-        &s.plan.service,
-        &s.live_task_set.arn,
-        0.0,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    ecs::delete(&s.c, &s.plan.cluster, &s.plan.service, &s.live_task_set.arn)
+/// Step 6: The new task set becomes primary. The old one stays scaled until every wave is done, so
+/// a shared rollback anywhere is still one ModifyListener here.
+async fn make_primary(run: &Run<'_>, s: &RegionState, baked: Baked) -> Result<(), Stop> {
+    ecs::make_primary(&s.c, &s.plan.cluster, &s.plan.service, &baked.task_set.arn)
         .await
-        .map_err(|e| e.to_string())?;
-    tracker
-        .update_region(r, |x| x.phase = "cleaned".into())
-        .await?;
-    env.reporter.event(
-        Some(r),
-        "cleanup",
-        format!(
-            "deleted the previous task set {} on {}",
-            s.live_task_set.id, s.live
-        ),
+        .map_err(fail)?;
+    advance(run, s.name(), RegionPhase::Promoted, |_| {}).await?;
+    run.env.reporter.event(
+        Some(s.name()),
+        "promoted",
+        format!("{} serves 100% on {}", run.version, s.idle()),
     );
     Ok(())
 }
 
-fn short(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
+/// After every wave: the old task set is scaled away and deleted.
+pub async fn cleanup(env: &Env, tracker: &Tracker, s: &RegionState) -> Result<(), String> {
+    let old = &s.live_task_set;
+    ecs::scale(&s.c, &s.plan.cluster, &s.plan.service, &old.arn, 0.0)
+        .await
+        .map_err(|e| e.to_string())?;
+    ecs::delete(&s.c, &s.plan.cluster, &s.plan.service, &old.arn)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracker
+        .advance(s.name(), RegionPhase::Cleaned, |_| {})
+        .await
+        .map_err(|e| format!("the journal could not record cleaned: {e}"))?;
+    env.reporter.event(
+        Some(s.name()),
+        "cleanup",
+        format!("deleted the previous task set {} on {}", old.id, s.live),
+    );
+    Ok(())
 }
 
-/// Runs a hook command with the deployment's facts in its environment; non-zero fails.
-pub async fn run_hook(
-    env: &Env,
-    argv: &[String],
-    region: &str,
-    version: &str,
-    url: &str,
-    name: &str,
-) -> Result<(), String> {
-    env.reporter
-        .event(Some(region), "hook", format!("{name}: {}", argv.join(" ")));
-    let out = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .env("BLUEGREEN_ENV", &env.plan.env)
-        .env("BLUEGREEN_REGION", region)
-        .env("BLUEGREEN_VERSION", version)
-        .env("BLUEGREEN_URL", url)
-        .env("BLUEGREEN_DEPLOYMENT", &env.deployment)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("{name} hook {:?} could not start: {e}", argv[0]))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        let tail: String = String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .to_owned();
-        Err(format!(
-            "{name} hook {:?} exited with {}: {tail}",
-            argv[0], out.status
-        ))
-    }
+fn last_part(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
 }

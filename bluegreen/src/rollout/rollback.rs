@@ -1,16 +1,20 @@
 //! Putting regions back on the previous release, from any state. What to do is decided from what
 //! AWS says now plus the journal's record of the deployment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use super::region::Tracker;
+use super::common::run_hook;
+use super::decide::{self, RollbackPlan};
+use super::guard::Held;
+use super::tracker::Tracker;
 use super::{Env, Error, gate};
-use crate::aws::ecs;
-use crate::aws::elb::{self, Colour, Weights};
-use crate::aws::lock::{self, LockError, Record, RegionRecord};
+use crate::aws::RegionClients;
+use crate::aws::ecs::{self, Service, TaskSet};
+use crate::aws::elb::{self, Colour, Topology, Weights};
+use crate::aws::journal::{Outcome, Phase, Record, RegionPhase, RegionRecord};
 use crate::config::RegionPlan;
 
 /// One region's rollback, in the order that keeps the critical path short: if the previous task
@@ -20,16 +24,15 @@ use crate::config::RegionPlan;
 ///
 /// `flipped`: production was already put back on the previous colour by the caller (a promote's
 /// own rollback, which knows the topology and that the previous task set still runs); the rest
-/// (test listener, primary, cleanup) follows here.
+/// (test listener, primary, cleanup) follows here. A recreated task set is this rollback run's
+/// (`env.deployment` names it).
 pub async fn region(
     env: &Env,
     plan: &RegionPlan,
     rec: &RegionRecord,
-    rollback_id: &str,
     flipped: bool,
 ) -> Result<String, String> {
     let c = env.clients.region(&plan.region);
-    let r = &plan.region;
     let Some(prev) = rec.previous_colour.as_deref().and_then(Colour::parse) else {
         return Ok("untouched".into());
     };
@@ -37,80 +40,115 @@ pub async fn region(
     let svc = ecs::describe(c, &plan.cluster, &plan.service)
         .await
         .map_err(|e| e.to_string())?;
-    let prev_tg = topo.target_group(prev).to_owned();
     let running = svc
-        .task_set_on(&prev_tg)
+        .task_set_on(topo.target_group(prev))
         .filter(|t| t.scale_percent > 0.0)
         .cloned();
-    let still_running = running.is_some();
     let (ts, how) = match running {
         // Still running: nothing stands between the decision and the one ModifyListener below.
         Some(ts) => (ts, "traffic returned"),
-        None => {
-            let td = rec.previous_task_definition.clone().ok_or_else(|| {
-                format!("the previous task set on {prev} is gone and the journal has no task definition for it")
-            })?;
-            // The container and port the release was served on: from its task definition and
-            // from the task set that replaced it (same container, same port).
-            let container = ecs::release_of(c, &td, plan.container.as_deref())
-                .await
-                .map_err(|e| e.to_string())?
-                .container;
-            let port = svc
-                .task_sets
-                .iter()
-                .find_map(|t| t.container_port)
-                .unwrap_or(8080);
-            let ensured = ecs::ensure_task_set(
-                c,
-                &plan.cluster,
-                &svc,
-                &plan.service,
-                rollback_id,
-                &td,
-                &prev_tg,
-                &container,
-                port,
-                100.0,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            let ts = ensured.task_set().clone();
-            env.reporter.waiting(
-                Some(r),
-                "rollback",
-                format!("recreated previous release as task set {} on {prev}; waiting for it to be healthy", ts.id),
-                env.plan.strategy.ready_timeout,
-            );
-            ecs::wait_steady(
-                c,
-                &plan.cluster,
-                &plan.service,
-                &ts.arn,
-                env.plan.strategy.ready_timeout,
-                env.plan.strategy.poll,
-                || async {
-                    match elb::target_health(c, &prev_tg).await {
-                        Ok(h) if h.all_healthy() => ecs::Readiness::Ready,
-                        Ok(h) => ecs::Readiness::NotYet(h.to_string()),
-                        Err(e) => ecs::Readiness::NotYet(e.to_string()),
-                    }
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            (ts, "previous release recreated")
-        }
+        None => (
+            recreate_previous(env, c, plan, &topo, &svc, rec, prev).await?,
+            "previous release recreated",
+        ),
     };
-    if !(flipped && still_running) {
+    if !(flipped && how == "traffic returned") {
         production_back(env, c, &topo, prev)
             .await
             .map_err(|e| e.to_string())?;
     }
-    // From here on production is safe; a failure says so, so nobody is paged for a live outage
-    // that is not there.
+    settle(c, plan, &topo, &svc, &ts, prev).await?;
+    Ok(how.into())
+}
+
+/// The previous release's task set is gone (rollback after a completed promote): it is created
+/// again from the journal's task definition, on the previous colour, and must be healthy before
+/// production moves to it.
+async fn recreate_previous(
+    env: &Env,
+    c: &RegionClients,
+    plan: &RegionPlan,
+    topo: &Topology,
+    svc: &Service,
+    rec: &RegionRecord,
+    prev: Colour,
+) -> Result<TaskSet, String> {
+    let prev_tg = topo.target_group(prev);
+    let td = rec.previous_task_definition.clone().ok_or_else(|| {
+        format!(
+            "the previous task set on {prev} is gone and the journal has no task definition for it"
+        )
+    })?;
+    // The container and port the release was served on: from its task definition and from the
+    // task set that replaced it (same container, same port).
+    let container = ecs::release_of(c, &td, plan.container.as_deref())
+        .await
+        .map_err(|e| e.to_string())?
+        .container;
+    let port = svc
+        .task_sets
+        .iter()
+        .find_map(|t| t.container_port)
+        .unwrap_or(8080);
+    let ensured = ecs::ensure_task_set(
+        c,
+        &plan.cluster,
+        svc,
+        &plan.service,
+        &env.deployment,
+        &td,
+        prev_tg,
+        &container,
+        port,
+        100.0,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let ts = ensured.task_set().clone();
+    let st = &env.plan.strategy;
+    env.reporter.waiting(
+        Some(&plan.region),
+        "rollback",
+        format!(
+            "recreated previous release as task set {} on {prev}; waiting for it to be healthy",
+            ts.id
+        ),
+        st.ready_timeout,
+    );
+    let healthy = || async {
+        match elb::target_health(c, prev_tg).await {
+            Ok(h) if h.all_healthy() => ecs::Readiness::Ready,
+            Ok(h) => ecs::Readiness::NotYet(h.to_string()),
+            Err(e) => ecs::Readiness::NotYet(e.to_string()),
+        }
+    };
+    ecs::wait_steady(
+        c,
+        &plan.cluster,
+        &plan.service,
+        &ts.arn,
+        st.ready_timeout,
+        st.poll,
+        healthy,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(ts)
+}
+
+/// After production is back: the test listener, the primary task set, and every other task set
+/// removed. Production is safe by now, and a failure says so, so nobody is paged for a live
+/// outage that is not there.
+async fn settle(
+    c: &RegionClients,
+    plan: &RegionPlan,
+    topo: &Topology,
+    svc: &Service,
+    ts: &TaskSet,
+    prev: Colour,
+) -> Result<(), String> {
     let after = |e: &dyn std::fmt::Display| format!("production is back on {prev} (100%), but {e}");
-    elb::point_test_listener(c, &topo, prev)
+    elb::point_test_listener(c, topo, prev)
         .await
         .map_err(|e| after(&e))?;
     ecs::make_primary(c, &plan.cluster, &plan.service, &ts.arn)
@@ -124,15 +162,15 @@ pub async fn region(
             .await
             .map_err(|e| after(&e))?;
     }
-    Ok(how.into())
+    Ok(())
 }
 
 /// The critical path of a rollback: all of the region's production traffic back on `prev`, with
 /// one ModifyListener, said as an event.
 pub async fn production_back(
     env: &Env,
-    c: &crate::aws::RegionClients,
-    topo: &elb::Topology,
+    c: &RegionClients,
+    topo: &Topology,
     prev: Colour,
 ) -> Result<(), elb::ElbError> {
     elb::set_weights(c, topo, Weights::with(prev, 100)).await?;
@@ -144,44 +182,45 @@ pub async fn production_back(
     Ok(())
 }
 
-/// Rolls back `regions` of `tracker`'s deployment in parallel; returns per-region results.
-/// `flipped`: the regions whose production listener the caller already put back (see `region`).
+/// Rolls back `regions` of `tracker`'s deployment in parallel; returns per-region results. Every
+/// region must be in the plan (`decide::rollback_plan` checks). `flipped`: the regions whose
+/// production listener the caller already put back (see `region`).
 pub async fn regions(
     env: &Env,
     tracker: &Tracker,
     regions: &[String],
-    rollback_id: &str,
-    flipped: &std::collections::BTreeSet<String>,
+    flipped: &BTreeSet<String>,
 ) -> BTreeMap<String, Result<String, String>> {
     let record = tracker.snapshot().await;
     let started = Instant::now();
     let results = futures_util::future::join_all(regions.iter().map(|r| {
         let rec = record.regions.get(r).cloned().unwrap_or_default();
-        let plan = env.plan.regions[r].clone();
         async move {
-            let _ = tracker
-                .update_region(&plan.region, |x| x.phase = "rolling-back".into())
-                .await;
-            let out = region(
-                env,
-                &plan,
-                &rec,
-                rollback_id,
-                flipped.contains(&plan.region),
-            )
-            .await;
-            let phase = if out.is_ok() {
-                "rolled-back"
-            } else {
-                "rollback-failed"
+            let plan = &env.plan.regions[r];
+            let out = match tracker
+                .update_region(r, |x| x.phase = RegionPhase::RollingBack)
+                .await
+            {
+                Ok(()) => region(env, plan, &rec, flipped.contains(r)).await,
+                Err(e) => Err(format!("the journal could not record rolling-back: {e}")),
             };
-            let _ = tracker
-                .update_region(&plan.region, |x| {
-                    x.phase = phase.into();
+            let phase = match out {
+                Ok(_) => RegionPhase::RolledBack,
+                Err(_) => RegionPhase::RollbackFailed,
+            };
+            let recorded = tracker
+                .update_region(r, |x| {
+                    x.phase = phase;
                     x.weight = 0;
                 })
                 .await;
-            (plan.region.clone(), out)
+            let out = match (out, recorded) {
+                (Ok(how), Err(e)) => {
+                    Err(format!("{how}, but the journal could not record it: {e}"))
+                }
+                (out, _) => out,
+            };
+            (r.clone(), out)
         }
     }))
     .await;
@@ -194,44 +233,25 @@ pub async fn regions(
             started.elapsed().as_secs_f64()
         ),
     );
-    if let Some(hook) = &env.plan.hooks.on_rollback {
-        for r in regions {
-            let plan = &env.plan.regions[r];
-            let c = env.clients.region(r);
-            let url = match elb::discover(c, plan).await {
-                Ok(t) => gate::url(&t.dns_name, plan.listener_port, &plan.probe_path),
-                Err(_) => String::new(),
-            };
-            if let Err(e) =
-                super::region::run_hook(env, hook, r, &record.version, &url, "on_rollback").await
-            {
-                env.reporter.warn(Some(r), "hook", e);
-            }
-        }
-    }
+    on_rollback_hooks(env, regions, &record.version).await;
     results.into_iter().collect()
 }
 
-/// Regions a deployment changed: a task definition or task set was created, or weights moved.
-pub fn touched(record: &Record) -> Vec<String> {
-    record
-        .regions
-        .iter()
-        .filter(|(_, r)| {
-            r.new_task_set.is_some() || r.new_task_definition.is_some() || r.weight > 0
-        })
-        .map(|(k, _)| k.clone())
-        .collect()
-}
-
-/// Whether a promote still shapes what runs: it completed, is unfinished, or its rollback did not
-/// finish. A rolled-back promote, or one that failed before deploying anything, does not.
-pub fn in_effect(r: &Record) -> bool {
-    r.kind == "promote"
-        && matches!(
-            r.outcome.as_deref(),
-            None | Some("promoted") | Some("rollback-failed")
-        )
+/// The `on_rollback` hook once per region rolled back; a failing hook is said, not fatal.
+async fn on_rollback_hooks(env: &Env, regions: &[String], version: &str) {
+    let Some(hook) = &env.plan.hooks.on_rollback else {
+        return;
+    };
+    for r in regions {
+        let plan = &env.plan.regions[r];
+        let url = match elb::discover(env.clients.region(r), plan).await {
+            Ok(t) => gate::url(&t.dns_name, plan.listener_port, &plan.probe_path),
+            Err(_) => String::new(),
+        };
+        if let Err(e) = run_hook(env, hook, r, version, &url, "on_rollback").await {
+            env.reporter.warn(Some(r), "hook", e);
+        }
+    }
 }
 
 /// The newest promote still in effect (what `rollback` undoes).
@@ -241,17 +261,17 @@ pub async fn latest_in_effect(env: &Env) -> Result<Option<Record>, Error> {
         .history(50)
         .await
         .map_err(|e| Error::Failed(e.to_string()))?;
-    Ok(history.into_iter().find(in_effect))
+    Ok(history.into_iter().find(decide::in_effect))
 }
 
 /// The newest promote in the journal.
 pub async fn latest_promote(env: &Env) -> Result<Option<Record>, Error> {
     let history = env
         .journal
-        .history(25)
+        .history(1)
         .await
         .map_err(|e| Error::Failed(e.to_string()))?;
-    Ok(history.into_iter().find(|r| r.kind == "promote"))
+    Ok(history.into_iter().next())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -261,6 +281,8 @@ pub struct RollbackResult {
     pub version: Option<String>,
     pub nothing_to_do: bool,
     pub regions: BTreeMap<String, String>,
+    /// Regions the deployment changed that `--region` left out: still on its release.
+    pub skipped: Vec<String>,
 }
 
 impl std::fmt::Display for RollbackResult {
@@ -278,55 +300,37 @@ impl std::fmt::Display for RollbackResult {
         for (r, how) in &self.regions {
             writeln!(f, "  {r}: {how}")?;
         }
+        for r in &self.skipped {
+            writeln!(
+                f,
+                "  {r}: not rolled back (left out with --region); the lock stays"
+            )?;
+        }
         Ok(())
     }
 }
 
-/// `bluegreen rollback`: the newest promote is undone in every region it touched — mid-way, after
-/// a crash, or after it completed. A lock held by that very deployment (a dead or running
-/// promote) is taken over; one held by another deployment refuses.
-pub async fn command(env: &Env) -> Result<RollbackResult, Error> {
-    let Some(mut record) = latest_in_effect(env).await? else {
+/// `bluegreen rollback`: the newest promote is undone in every region it touched (or the ones
+/// `only` names) — mid-way, after a crash, or after it completed. A lock held for that very
+/// deployment (a running or dead promote, an unfinished rollback) is taken over; one held for
+/// another deployment refuses.
+pub async fn command(env: &Env, only: &[String]) -> Result<RollbackResult, Error> {
+    let latest = latest_in_effect(env).await?;
+    let in_file: BTreeSet<String> = env.plan.regions.keys().cloned().collect();
+    let plan = decide::rollback_plan(&env.plan.env, latest.as_ref(), &in_file, only)
+        .map_err(Error::Refused)?;
+    let (record, RollbackPlan::Regions { targets, skipped }) = (latest, plan) else {
         return Ok(RollbackResult {
             env: env.plan.env.clone(),
             deployment: None,
             version: None,
             nothing_to_do: true,
             regions: BTreeMap::new(),
+            skipped: Vec::new(),
         });
     };
-    let caller = env.identity.arn.clone();
-    match env
-        .lock
-        .acquire(&env.deployment, &caller, &record.version)
-        .await
-    {
-        Ok(_) => {}
-        Err(LockError::Held { holder, .. }) if holder.deployment == record.id => {
-            env.reporter.warn(
-                None,
-                "lock",
-                format!(
-                    "taking the lock over from deployment {} to roll it back",
-                    holder.deployment
-                ),
-            );
-            env.lock
-                .force_unlock()
-                .await
-                .map_err(|e| Error::Failed(e.to_string()))?;
-            env.lock
-                .acquire(&env.deployment, &caller, &record.version)
-                .await?;
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let completed = record.outcome.as_deref() == Some("promoted");
-    let targets: Vec<String> = if completed {
-        record.regions.keys().cloned().collect()
-    } else {
-        touched(&record)
-    };
+    let mut record = record.expect("a plan with regions comes from a record");
+    let held = Held::take_over(env, &record.id, &record.version).await?;
     env.reporter.event(
         None,
         "rollback",
@@ -334,7 +338,11 @@ pub async fn command(env: &Env) -> Result<RollbackResult, Error> {
             "rolling back deployment {} of {} ({}) in {}",
             record.id,
             record.version,
-            if completed { "completed" } else { "unfinished" },
+            if record.outcome == Some(Outcome::Promoted) {
+                "completed"
+            } else {
+                "unfinished"
+            },
             if targets.is_empty() {
                 "no region".to_owned()
             } else {
@@ -342,51 +350,66 @@ pub async fn command(env: &Env) -> Result<RollbackResult, Error> {
             }
         ),
     );
-    record.phase = "rolling-back".into();
-    let tracker = Tracker::new(env.journal.clone(), record.clone());
-    let results = regions(
-        env,
-        &tracker,
-        &targets,
-        &env.deployment,
-        &std::collections::BTreeSet::new(),
+    record.phase = Phase::RollingBack;
+    let tracker = Tracker::new(env.journal.clone(), record);
+    let results = regions(env, &tracker, &targets, &BTreeSet::new()).await;
+    let out = conclude(env, &tracker, results, skipped).await;
+    held.finish(
+        out.as_ref()
+            .map_or_else(Error::keeps_lock, |r| !r.skipped.is_empty()),
     )
     .await;
+    out
+}
+
+/// Journals how the rollback ended and says it. Regions left out with `--region` leave the
+/// record unfinished (phase rolling-back, no outcome), so `status` says to run `rollback`
+/// again and the next one still sees them.
+async fn conclude(
+    env: &Env,
+    tracker: &Tracker,
+    results: BTreeMap<String, Result<String, String>>,
+    skipped: Vec<String>,
+) -> Result<RollbackResult, Error> {
     let failed: Vec<String> = results
         .iter()
         .filter_map(|(r, x)| x.as_ref().err().map(|e| format!("{r}: {e}")))
         .collect();
-    let _ = tracker
-        .update(|x| {
-            x.phase = if failed.is_empty() {
-                "rolled-back".into()
-            } else {
-                "rollback-failed".into()
-            };
-            x.outcome = Some(if failed.is_empty() {
-                "rolled-back".into()
-            } else {
-                "rollback-failed".into()
-            });
-            x.ended_ms = Some(lock::now_ms());
-            x.message = Some(if failed.is_empty() {
-                "rolled back by `bluegreen rollback`".into()
-            } else {
-                failed.join("; ")
-            });
+    let recorded = tracker
+        .update(|x| match (failed.is_empty(), skipped.is_empty()) {
+            (false, _) => x.end(
+                Phase::RollbackFailed,
+                Outcome::RollbackFailed,
+                Some(failed.join("; ")),
+            ),
+            (true, true) => x.end(
+                Phase::RolledBack,
+                Outcome::RolledBack,
+                Some("rolled back by `bluegreen rollback`".into()),
+            ),
+            (true, false) => {
+                x.phase = Phase::RollingBack;
+                x.outcome = None;
+                x.ended_ms = None;
+            }
         })
         .await;
-    let _ = env.lock.release(&env.deployment).await;
+    let env_name = &env.plan.env;
     if !failed.is_empty() {
-        return Err(Error::Failed(format!(
-            "rollback did not finish in {}; run `bluegreen rollback -e {}` again, and check `bluegreen status -e {}`",
+        return Err(Error::Unsettled(format!(
+            "rollback did not finish in {}; run `bluegreen rollback -e {env_name}` again, and check              `bluegreen status -e {env_name}` (lock kept)",
             failed.join("; "),
-            env.plan.env,
-            env.plan.env
         )));
     }
+    if let Err(e) = recorded {
+        return Err(Error::Unsettled(format!(
+            "every region is back on its previous release ({}), but the journal could not record              it: {e}; run `bluegreen rollback -e {env_name}` again to record it (lock kept)",
+            results.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let record = tracker.snapshot().await;
     Ok(RollbackResult {
-        env: env.plan.env.clone(),
+        env: env_name.clone(),
         deployment: Some(record.id),
         version: Some(record.version),
         nothing_to_do: false,
@@ -394,5 +417,6 @@ pub async fn command(env: &Env) -> Result<RollbackResult, Error> {
             .into_iter()
             .map(|(r, x)| (r, x.unwrap_or_default()))
             .collect(),
+        skipped,
     })
 }

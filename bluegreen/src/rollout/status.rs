@@ -6,11 +6,13 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::preflight::{self, digest_of};
-use super::{Env, Error, validate_version};
+use super::common::{digest_of, short_digest, source_image};
+use super::decide::paused;
+use super::{Env, Error, preflight};
 use crate::aws::ecs;
 use crate::aws::elb::{self, Colour, HealthSummary, Weights};
-use crate::aws::lock::{self, Holder, Record};
+use crate::aws::journal::{Outcome, Record};
+use crate::aws::lock::{self, Holder};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskSetStatus {
@@ -146,14 +148,14 @@ fn next_step(
     now_ms: u64,
 ) -> Option<String> {
     if let Some(r) = latest {
-        match r.outcome.as_deref() {
-            Some("rollback-failed") => {
+        match r.outcome {
+            Some(Outcome::RollbackFailed) => {
                 return Some(format!(
                     "`bluegreen rollback -e {env}`: the rollback of deployment {} did not finish",
                     r.id
                 ));
             }
-            None if r.phase == "paused" => {
+            None if paused(r) => {
                 return Some(format!(
                     "`bluegreen continue -e {env}` finishes deployment {} of {}; `bluegreen rollback -e {env}` aborts it",
                     r.id, r.version
@@ -201,8 +203,7 @@ impl fmt::Display for Status {
                 r.kind,
                 r.version,
                 r.outcome
-                    .as_deref()
-                    .unwrap_or(&format!("unfinished, at {}", r.phase))
+                    .map_or(format!("unfinished, at {}", r.phase), |o| o.to_string())
             )?;
         }
         if let Some(next) = &self.next {
@@ -232,9 +233,7 @@ impl fmt::Display for Status {
                     ts.colour.map_or("?".into(), |c| c.to_string()),
                     ts.status,
                     ts.version.as_deref().unwrap_or("?"),
-                    ts.digest
-                        .as_deref()
-                        .map_or("?", super::promote::short_digest),
+                    ts.digest.as_deref().map_or("?", short_digest),
                     ts.running,
                     ts.desired,
                     if ts.steady { ", steady" } else { "" },
@@ -273,8 +272,7 @@ impl fmt::Display for PlanReport {
 }
 
 pub async fn plan(env: &Env, version: &str, allow_findings: bool) -> Result<PlanReport, Error> {
-    validate_version(version)?;
-    let image = super::promote::source_image(env, version, allow_findings).await?;
+    let image = source_image(env, version, allow_findings).await?;
     let states = preflight::inspect_all(env, &BTreeMap::new(), &env.deployment).await?;
     let p = &env.plan;
     let st = &p.strategy;
@@ -316,7 +314,7 @@ pub async fn plan(env: &Env, version: &str, allow_findings: bool) -> Result<Plan
                     .unwrap_or_default(),
                 host,
                 p.repository,
-                super::promote::short_digest(image.digest()),
+                short_digest(image.digest()),
                 s.live_release.version.as_deref().unwrap_or("?"),
                 s.live
             ));
@@ -365,7 +363,7 @@ impl fmt::Display for History {
                 lock::rfc3339(r.started_ms),
                 r.kind,
                 r.version,
-                r.outcome.as_deref().unwrap_or("unfinished"),
+                r.outcome.map_or("unfinished".to_owned(), |o| o.to_string()),
                 r.id,
                 r.message
                     .as_deref()
@@ -390,6 +388,7 @@ pub async fn history(env: &Env, limit: i32) -> Result<History, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::journal::Phase;
 
     fn region(name: &str, blue: i32, green: i32) -> RegionStatus {
         let weights = Weights { blue, green };
@@ -405,12 +404,12 @@ mod tests {
         }
     }
 
-    fn record(phase: &str, outcome: Option<&str>) -> Record {
+    fn record(phase: Phase, outcome: Option<Outcome>) -> Record {
         Record {
             id: "d1".into(),
             version: "v1.2.0".into(),
-            phase: phase.into(),
-            outcome: outcome.map(Into::into),
+            phase,
+            outcome,
             ..Record::default()
         }
     }
@@ -418,6 +417,7 @@ mod tests {
     fn holder(deployment: &str, expires_ms: u64) -> Holder {
         Holder {
             deployment: deployment.into(),
+            subject: deployment.into(),
             owner: "ci".into(),
             version: "v1.2.0".into(),
             acquired_ms: 0,
@@ -428,7 +428,7 @@ mod tests {
     #[test]
     fn a_settled_environment_needs_nothing() {
         let settled = [region("us-east-1", 100, 0)];
-        let done = record("promoted", Some("promoted"));
+        let done = record(Phase::Promoted, Some(Outcome::Promoted));
         assert_eq!(next_step("prod", None, Some(&done), &settled, 10), None);
         assert_eq!(next_step("prod", None, None, &settled, 10), None);
     }
@@ -436,7 +436,7 @@ mod tests {
     #[test]
     fn a_running_deployment_is_left_alone() {
         let mid = [region("us-east-1", 50, 50)];
-        let running = record("shifting", None);
+        let running = record(Phase::Deploying, None);
         let lock = holder("d1", 20);
         assert_eq!(
             next_step("prod", Some(&lock), Some(&running), &mid, 10),
@@ -449,27 +449,27 @@ mod tests {
         let mid = [region("us-east-1", 50, 50)];
         let cases = [
             (
-                record("rollback-failed", Some("rollback-failed")),
+                record(Phase::RollbackFailed, Some(Outcome::RollbackFailed)),
                 None,
                 "`bluegreen rollback -e prod`: the rollback of deployment d1 did not finish",
             ),
             (
-                record("paused", None),
+                record(Phase::Paused, None),
                 Some(holder("d1", 20)),
                 "`bluegreen continue -e prod` finishes deployment d1",
             ),
             (
-                record("shifting", None),
+                record(Phase::Deploying, None),
                 Some(holder("d1", 5)),
-                "stopped at phase shifting: `bluegreen rollback -e prod` puts every region back",
+                "stopped at phase deploying: `bluegreen rollback -e prod` puts every region back",
             ),
             (
-                record("shifting", None),
+                record(Phase::Deploying, None),
                 None,
                 "`bluegreen promote v1.2.0 -e prod` rolls back and starts again",
             ),
             (
-                record("promoted", Some("promoted")),
+                record(Phase::Promoted, Some(Outcome::Promoted)),
                 None,
                 "both colours carry production traffic in us-east-1",
             ),

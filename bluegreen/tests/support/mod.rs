@@ -711,12 +711,12 @@ impl Prod {
     pub async fn journal_latest(&self) -> Value {
         let ddb = aws_sdk_dynamodb::Client::new(&self.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
         let journal =
-            bluegreen::aws::lock::Journal::new(ddb, "bluegreen-prod", "us-east-1", "prod");
+            bluegreen::aws::journal::Journal::new(ddb, "bluegreen-prod", "us-east-1", "prod");
         let lock = self.lock(Duration::from_secs(3)).await;
         let history = journal.history(5).await.unwrap();
-        let promote = history.iter().find(|r| r.kind == "promote");
+        let promote = history.first();
         json!({
-            "outcome": promote.and_then(|r| r.outcome.clone()),
+            "outcome": promote.and_then(|r| r.outcome),
             "regions": promote.map(|r| serde_json::to_value(&r.regions).unwrap()),
             "lock": lock.holder().await.unwrap().map(|h| h.deployment),
         })

@@ -1,0 +1,367 @@
+//! What a command does about the journal's latest promote, decided from that record, what AWS
+//! says now and what was asked: pure functions with tables of tests, like `status::next_step`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::aws::journal::{Outcome, Phase, Record};
+
+/// The command that asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked<'a> {
+    Promote { version: &'a str },
+    Continue,
+}
+
+/// What AWS says now about one region of an unfinished promote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionNow {
+    /// Production is 100% on a colour whose primary task set runs the promote's digest.
+    ServesRelease,
+    /// Anything else (still on the previous release, split weights, not primary yet).
+    Other,
+    /// AWS could not be read.
+    Unknown,
+}
+
+/// What to do before (or instead of) the work asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Nothing unfinished: go ahead.
+    Proceed,
+    /// The unfinished promote finished in AWS (every region serves its digest at 100% as
+    /// primary); only the journal missed its end: record it as promoted, then go on.
+    RecordPromoted,
+    /// A promote of the same version stopped part-way: roll back what it left, then start clean.
+    RollBackFirst,
+    /// `continue` the unfinished promote from where its journal says.
+    Resume,
+    /// Refused, saying why and what to run.
+    Refuse(String),
+}
+
+/// The whole record's view of AWS: every region it names serves its release.
+fn finished_in_aws(record: &Record, now: &BTreeMap<String, RegionNow>) -> bool {
+    !record.regions.is_empty()
+        && record
+            .regions
+            .keys()
+            .all(|r| now.get(r) == Some(&RegionNow::ServesRelease))
+}
+
+/// `promote` and `continue` against the latest promote in the journal.
+pub fn decide(
+    env: &str,
+    asked: Asked,
+    latest: Option<&Record>,
+    now: &BTreeMap<String, RegionNow>,
+) -> Decision {
+    let unfinished = latest.filter(|r| r.outcome.is_none());
+    match (asked, unfinished) {
+        (Asked::Promote { .. }, None) => Decision::Proceed,
+        (Asked::Continue, None) => Decision::Refuse(format!(
+            "{env} has no paused or unfinished promote to continue; see `bluegreen history -e {env}`"
+        )),
+        (_, Some(r)) if finished_in_aws(r, now) => Decision::RecordPromoted,
+        (Asked::Continue, Some(_)) => Decision::Resume,
+        (Asked::Promote { version }, Some(r)) if r.version != version => Decision::Refuse(format!(
+            "deployment {} of {} is unfinished (phase {}); finish or abort it first: \
+                 `bluegreen continue -e {env}` or `bluegreen rollback -e {env}`",
+            r.id, r.version, r.phase
+        )),
+        (Asked::Promote { .. }, Some(_)) => Decision::RollBackFirst,
+    }
+}
+
+/// What `rollback` undoes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackPlan {
+    NothingToDo,
+    /// These regions of this record (all it names after a completed promote; the ones it
+    /// touched otherwise); `skipped`: touched but left out with `--region`.
+    Regions {
+        targets: Vec<String>,
+        skipped: Vec<String>,
+    },
+}
+
+/// Whether a promote still shapes what runs: it completed, is unfinished, or its rollback did
+/// not finish. A rolled-back promote, or one that failed before deploying anything, does not.
+pub fn in_effect(r: &Record) -> bool {
+    matches!(
+        r.outcome,
+        None | Some(Outcome::Promoted) | Some(Outcome::RollbackFailed)
+    )
+}
+
+/// Regions a deployment changed: a task definition or task set was created, or weights moved.
+pub fn touched(record: &Record) -> Vec<String> {
+    record
+        .regions
+        .iter()
+        .filter(|(_, r)| {
+            r.new_task_set.is_some() || r.new_task_definition.is_some() || r.weight > 0
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// The regions `rollback` puts back, from the latest promote in effect, the regions the
+/// environment file has, and `--region` (empty: all). A region the record needs that the file
+/// no longer has is refused, naming it: its names (listener, service) are only in the file.
+pub fn rollback_plan(
+    env: &str,
+    latest: Option<&Record>,
+    in_file: &BTreeSet<String>,
+    only: &[String],
+) -> Result<RollbackPlan, String> {
+    let Some(r) = latest.filter(|r| in_effect(r)) else {
+        return Ok(RollbackPlan::NothingToDo);
+    };
+    let all = if r.outcome == Some(Outcome::Promoted) {
+        r.regions.keys().cloned().collect()
+    } else {
+        touched(r)
+    };
+    if let Some(bad) = only.iter().find(|o| !all.contains(o)) {
+        return Err(format!(
+            "--region {bad}: deployment {} of {} did not change {bad}; it changed: {}",
+            r.id,
+            r.version,
+            list(&all)
+        ));
+    }
+    let (targets, skipped): (Vec<String>, Vec<String>) = all
+        .into_iter()
+        .partition(|x| only.is_empty() || only.contains(x));
+    if let Some(missing) = targets.iter().find(|x| !in_file.contains(*x)) {
+        return Err(format!(
+            "deployment {} of {} changed {missing}, which the environment file for {env} no longer \
+             has: restore its [regions.{missing}] table to roll it back, or roll back the other \
+             regions with `bluegreen rollback -e {env} {}`",
+            r.id,
+            r.version,
+            targets
+                .iter()
+                .filter(|x| *x != missing)
+                .map(|x| format!("--region {x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    Ok(RollbackPlan::Regions { targets, skipped })
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "no region".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Whether the deployment is paused (stopped at `--until`, waiting for `continue`).
+pub fn paused(r: &Record) -> bool {
+    r.outcome.is_none() && r.phase == Phase::Paused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::journal::RegionRecord;
+
+    fn record(version: &str, outcome: Option<Outcome>, regions: &[(&str, u8)]) -> Record {
+        Record {
+            id: "d1".into(),
+            version: version.into(),
+            outcome,
+            phase: Phase::Deploying,
+            regions: regions
+                .iter()
+                .map(|(r, w)| {
+                    let rec = RegionRecord {
+                        weight: *w,
+                        new_task_set: (*w > 0).then(|| "ts".to_owned()),
+                        ..Default::default()
+                    };
+                    ((*r).to_owned(), rec)
+                })
+                .collect(),
+            ..Record::default()
+        }
+    }
+
+    fn now(states: &[(&str, RegionNow)]) -> BTreeMap<String, RegionNow> {
+        states.iter().map(|(r, s)| ((*r).to_owned(), *s)).collect()
+    }
+
+    #[test]
+    fn promote_and_continue_decide_from_the_record_and_aws() {
+        use RegionNow::*;
+        let two = [("us-east-1", 100), ("eu-west-1", 100)];
+        let v12 = Asked::Promote { version: "v1.2.0" };
+        type Case<'a> = (
+            &'a str,
+            Asked<'a>,
+            Option<Record>,
+            BTreeMap<String, RegionNow>,
+            Decision,
+        );
+        let cases: Vec<Case> = vec![
+            ("no journal", v12, None, now(&[]), Decision::Proceed),
+            (
+                "last one finished",
+                v12,
+                Some(record("v1.1.0", Some(Outcome::Promoted), &two)),
+                now(&[]),
+                Decision::Proceed,
+            ),
+            (
+                "same version stopped part-way",
+                v12,
+                Some(record("v1.2.0", None, &two)),
+                now(&[("us-east-1", ServesRelease), ("eu-west-1", Other)]),
+                Decision::RollBackFirst,
+            ),
+            (
+                "same version finished in AWS, journal missed it",
+                v12,
+                Some(record("v1.2.0", None, &two)),
+                now(&[("us-east-1", ServesRelease), ("eu-west-1", ServesRelease)]),
+                Decision::RecordPromoted,
+            ),
+            (
+                "a region unreadable is not finished",
+                v12,
+                Some(record("v1.2.0", None, &two)),
+                now(&[("us-east-1", ServesRelease), ("eu-west-1", Unknown)]),
+                Decision::RollBackFirst,
+            ),
+            (
+                "continue, finished in AWS",
+                Asked::Continue,
+                Some(record("v1.2.0", None, &two)),
+                now(&[("us-east-1", ServesRelease), ("eu-west-1", ServesRelease)]),
+                Decision::RecordPromoted,
+            ),
+            (
+                "continue mid-way",
+                Asked::Continue,
+                Some(record("v1.2.0", None, &two)),
+                now(&[("us-east-1", Other), ("eu-west-1", Other)]),
+                Decision::Resume,
+            ),
+        ];
+        for (case, asked, latest, aws, want) in cases {
+            assert_eq!(decide("prod", asked, latest.as_ref(), &aws), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn refusals_name_what_to_run() {
+        let other = record("v1.1.0", None, &[("us-east-1", 10)]);
+        let said = |d: Decision| match d {
+            Decision::Refuse(m) => m,
+            other => panic!("not refused: {other:?}"),
+        };
+        let m = said(decide(
+            "prod",
+            Asked::Promote { version: "v1.2.0" },
+            Some(&other),
+            &now(&[]),
+        ));
+        assert!(m.contains("deployment d1 of v1.1.0 is unfinished"), "{m}");
+        assert!(m.contains("`bluegreen continue -e prod`"), "{m}");
+        let m = said(decide("prod", Asked::Continue, None, &now(&[])));
+        assert!(
+            m.contains("prod has no paused or unfinished promote"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn rollback_plans_the_regions_from_the_record_the_file_and_the_flag() {
+        let file: BTreeSet<String> = ["us-east-1", "eu-west-1", "ap-southeast-2"]
+            .map(String::from)
+            .into();
+        let mid = record("v1.2.0", None, &[("us-east-1", 50), ("eu-west-1", 0)]);
+        let done = record(
+            "v1.2.0",
+            Some(Outcome::Promoted),
+            &[("us-east-1", 100), ("eu-west-1", 100)],
+        );
+        let gone = record("v1.2.0", Some(Outcome::RolledBack), &[("us-east-1", 0)]);
+        let regions = |t: &[&str], s: &[&str]| {
+            Ok(RollbackPlan::Regions {
+                targets: t.iter().map(|x| x.to_string()).collect(),
+                skipped: s.iter().map(|x| x.to_string()).collect(),
+            })
+        };
+        type Case<'a> = (
+            &'a str,
+            Option<&'a Record>,
+            Vec<String>,
+            Result<RollbackPlan, String>,
+        );
+        let cases: Vec<Case> = vec![
+            ("no journal", None, vec![], Ok(RollbackPlan::NothingToDo)),
+            (
+                "rolled back already",
+                Some(&gone),
+                vec![],
+                Ok(RollbackPlan::NothingToDo),
+            ),
+            (
+                "unfinished: what it touched",
+                Some(&mid),
+                vec![],
+                regions(&["us-east-1"], &[]),
+            ),
+            (
+                "completed: every region",
+                Some(&done),
+                vec![],
+                regions(&["eu-west-1", "us-east-1"], &[]),
+            ),
+            (
+                "--region picks",
+                Some(&done),
+                vec!["eu-west-1".into()],
+                regions(&["eu-west-1"], &["us-east-1"]),
+            ),
+        ];
+        for (case, latest, only, want) in cases {
+            assert_eq!(rollback_plan("prod", latest, &file, &only), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn rollback_refuses_a_region_the_file_lost_or_the_record_never_had() {
+        let file: BTreeSet<String> = ["us-east-1"].map(String::from).into();
+        let done = record(
+            "v1.2.0",
+            Some(Outcome::Promoted),
+            &[("us-east-1", 100), ("eu-west-1", 100)],
+        );
+        let err = rollback_plan("prod", Some(&done), &file, &[]).unwrap_err();
+        assert!(
+            err.contains("changed eu-west-1, which the environment file for prod no longer has")
+                && err.contains("restore its [regions.eu-west-1] table")
+                && err.contains("`bluegreen rollback -e prod --region us-east-1`"),
+            "{err}"
+        );
+        let err =
+            rollback_plan("prod", Some(&done), &file, &["ap-southeast-2".into()]).unwrap_err();
+        assert!(
+            err.contains("--region ap-southeast-2: deployment d1"),
+            "{err}"
+        );
+        // Leaving the lost region out is the way through.
+        assert_eq!(
+            rollback_plan("prod", Some(&done), &file, &["us-east-1".into()]),
+            Ok(RollbackPlan::Regions {
+                targets: vec!["us-east-1".into()],
+                skipped: vec!["eu-west-1".into()]
+            })
+        );
+    }
+}
