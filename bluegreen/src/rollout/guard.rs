@@ -87,6 +87,10 @@ impl Held {
     /// fatal: the lease ends it either way.
     pub async fn finish(self, keep: bool) {
         self.beat.abort();
+        if self.lost.is_cancelled() {
+            // Another process holds it now; it is not ours to release or keep.
+            return;
+        }
         let done = if keep {
             self.lock.hold_for(&self.run, KEEP_FOR).await.map(|_| ())
         } else {

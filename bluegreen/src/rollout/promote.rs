@@ -162,15 +162,29 @@ pub async fn promote(
         return nothing_to_do(env, stale, prepared, &opts.version, started).await;
     }
     let held = Held::acquire(env, &env.deployment, &opts.version).await?;
-    let begun = begin(env, &prepared, &opts.version).await;
+    let begun = begin(env, &prepared, &opts.version)
+        .await
+        .map(|tracker| (tracker, prepared));
+    run_held(env, held, begun, opts.until, &interrupt, started).await
+}
+
+/// The deployment under `held` (when it could begin), then the hold ended by the lock rule.
+async fn run_held(
+    env: &Env,
+    held: Held,
+    begun: Result<(Tracker, Prepared), Error>,
+    until: Option<Until>,
+    interrupt: &CancellationToken,
+    started: Instant,
+) -> Result<PromoteResult, Error> {
     let out = match begun {
-        Ok(tracker) => {
+        Ok((tracker, prepared)) => {
             let d = Deploy {
                 env,
                 tracker,
                 prepared,
-                until: opts.until,
-                stop: stop_on(&interrupt, &held),
+                until,
+                stop: stop_on(interrupt, &held),
                 lost: held.lost(),
                 started,
             };
@@ -468,23 +482,10 @@ pub async fn resume(env: &Env, interrupt: CancellationToken) -> Result<PromoteRe
     // The resumed run acts as the deployment it continues: its lock, its task sets' ids.
     let env = &env.acting_as(&record.id);
     let held = Held::acquire(env, &record.id, &record.version).await?;
-    let out = match resumable(env, &record).await {
-        Ok(prepared) => {
-            let d = Deploy {
-                env,
-                tracker: Tracker::new(env.journal.clone(), record),
-                prepared,
-                until: None,
-                stop: stop_on(&interrupt, &held),
-                lost: held.lost(),
-                started,
-            };
-            execute(&d).await
-        }
-        Err(e) => Err(e),
-    };
-    held.finish(keeps_lock(&out)).await;
-    out
+    let begun = resumable(env, &record)
+        .await
+        .map(|prepared| (Tracker::new(env.journal.clone(), record), prepared));
+    run_held(env, held, begun, None, &interrupt, started).await
 }
 
 /// Preflight for `continue`: the same digest, the regions read with their recorded live
