@@ -63,7 +63,7 @@ pub struct Global {
         global = true,
         env = "BLUEGREEN_AWS_MAX_ATTEMPTS",
         default_value_t = 5,
-        value_parser = clap::value_parser!(u32).range(1..=10)
+        value_parser = clap::value_parser!(u32).range(crate::config::AWS_MAX_ATTEMPTS)
     )]
     pub aws_max_attempts: u32,
 }
@@ -84,7 +84,7 @@ pub enum Command {
     /// Past deployments, newest first
     History {
         /// How many to show (1 to 200)
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=200))]
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(crate::config::HISTORY_LIMIT))]
         limit: i32,
     },
     /// Remove the environment's lock, whoever holds it (asks unless --yes)

@@ -118,6 +118,30 @@ pub struct Hooks {
     pub on_rollback: Option<Vec<String>>,
 }
 
+/// How long the test listener may take to answer the new version before the pre-traffic
+/// check fails (a listener change takes a moment to reach every ALB node).
+pub const TEST_TRAFFIC_WINDOW: Duration = Duration::from_secs(30);
+
+/// Time a rollout's worst case allows, besides the waves, for the image copy and the final
+/// cleanup or a rollback.
+pub const OUTSIDE_WAVES: Duration = Duration::from_secs(600);
+
+impl Plan {
+    /// The longest a promote of this plan may run: per wave, the new task set's ready timeout,
+    /// the test-traffic window, and every bake with one more gate poll each; plus
+    /// `OUTSIDE_WAVES`. Hooks run as long as they run and are not counted.
+    pub fn worst_case(&self) -> Duration {
+        let st = &self.strategy;
+        let bakes: Duration = st
+            .steps
+            .iter()
+            .map(|&s| if s == 100 { st.final_bake } else { st.bake } + st.poll)
+            .sum();
+        let wave = st.ready_timeout + TEST_TRAFFIC_WINDOW + bakes;
+        wave * self.waves.len() as u32 + OUTSIDE_WAVES
+    }
+}
+
 /// Flag and environment-variable layers over the file (file < env < flags).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
@@ -833,7 +857,7 @@ pub const READY_TIMEOUT: Limits = Limits::new(secs(1), secs(2 * 3600));
 /// The lock's lease: 1 s to 1 hour (a heartbeat renews it every third).
 pub const LEASE: Limits = Limits::new(secs(1), secs(3600));
 /// `--aws-max-attempts`: 1 (no retries) to 10.
-pub const AWS_MAX_ATTEMPTS: std::ops::RangeInclusive<u32> = 1..=10;
+pub const AWS_MAX_ATTEMPTS: std::ops::RangeInclusive<i64> = 1..=10;
 /// `history --limit`: 1 to 200 records (one DynamoDB page).
 pub const HISTORY_LIMIT: std::ops::RangeInclusive<i64> = 1..=200;
 

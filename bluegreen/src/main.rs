@@ -183,11 +183,13 @@ async fn run(cli: Cli, reporter: Reporter) -> Result<(), Error> {
             reporter.result(&report);
         }
         Resolved::Promote(opts, false) => {
+            env.check_lifetime()?;
             let result = promote::promote(&env, &opts, interrupt_token()).await?;
             reporter.summary(&summary_table(&result));
             reporter.result(&result);
         }
         Resolved::Continue => {
+            env.check_lifetime()?;
             let result = promote::resume(&env, interrupt_token()).await?;
             reporter.summary(&summary_table(&result));
             reporter.result(&result);

@@ -190,15 +190,18 @@ async fn task_set_lifecycle_on_real_tasks() {
     // Created once; a re-run with the same deployment id reuses it.
     let created = ecs::ensure_task_set(
         &c,
-        &p.cluster,
         &svc,
-        &p.service,
-        "d-1",
-        &td,
-        &t.green_target_group_arn,
-        "app",
-        8080,
-        100.0,
+        &ecs::TaskSetSpec {
+            cluster: &p.cluster,
+            service: &p.service,
+            deployment: "d-1",
+            purpose: ecs::Purpose::Release,
+            task_definition: &td,
+            target_group: &t.green_target_group_arn,
+            container: "app",
+            port: 8080,
+            scale: 100.0,
+        },
     )
     .await
     .unwrap();
@@ -206,15 +209,18 @@ async fn task_set_lifecycle_on_real_tasks() {
     let svc = ecs::describe(&c, &p.cluster, &p.service).await.unwrap();
     let again = ecs::ensure_task_set(
         &c,
-        &p.cluster,
         &svc,
-        &p.service,
-        "d-1",
-        &td,
-        &t.green_target_group_arn,
-        "app",
-        8080,
-        100.0,
+        &ecs::TaskSetSpec {
+            cluster: &p.cluster,
+            service: &p.service,
+            deployment: "d-1",
+            purpose: ecs::Purpose::Release,
+            task_definition: &td,
+            target_group: &t.green_target_group_arn,
+            container: "app",
+            port: 8080,
+            scale: 100.0,
+        },
     )
     .await
     .unwrap();
@@ -312,15 +318,18 @@ async fn waiting_for_a_bad_release_ends_at_the_deadline_with_the_reason() {
     .unwrap();
     let ts = ecs::ensure_task_set(
         &c,
-        &p.cluster,
         &svc,
-        &p.service,
-        "d-bad",
-        &td,
-        &t.green_target_group_arn,
-        "app",
-        8080,
-        100.0,
+        &ecs::TaskSetSpec {
+            cluster: &p.cluster,
+            service: &p.service,
+            deployment: "d-bad",
+            purpose: ecs::Purpose::Release,
+            task_definition: &td,
+            target_group: &t.green_target_group_arn,
+            container: "app",
+            port: 8080,
+            scale: 100.0,
+        },
     )
     .await
     .unwrap();

@@ -323,3 +323,32 @@ fn malformed_files_are_refused_with_file_line_and_key() {
         );
     }
 }
+
+#[test]
+fn until_stops_only_where_the_promote_stops() {
+    use bluegreen::config::Until;
+    let steps = [10, 50, 100];
+    for (given, want) in [
+        ("ready", Until::Ready),
+        ("test-traffic", Until::TestTraffic),
+        ("10", Until::Weight(10)),
+        ("50%", Until::Weight(50)),
+    ] {
+        assert_eq!(Until::resolve(given, &steps).unwrap(), want, "{given}");
+    }
+    for bad in ["30", "100", "0", "banana", "-10", "50%%"] {
+        let err = Until::resolve(bad, &steps).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--until: ") && err.contains("use one of: ready, test-traffic, 10, 50"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_worst_case_of_the_shipped_prod_strategy_counts_every_wave() {
+    let plan = config::load(&envs(), "prod", &Overrides::default()).unwrap();
+    // Per wave: ready 10m + test traffic 30s + bakes 5m, 5m, 10m with a 5s poll each = 30m 45s;
+    // two waves, plus 10m for the copy and the cleanup.
+    assert_eq!(plan.worst_case(), Duration::from_secs(2 * 1845 + 600));
+}

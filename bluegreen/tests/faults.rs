@@ -711,3 +711,37 @@ async fn taking_the_lock_failing_changes_nothing() {
     assert!(reached.is_empty(), "{reached:?}");
     assert_eq!(before, prod.state().await);
 }
+
+/// The journal cannot be written during an incident's `rollback` (DynamoDB refuses every
+/// PutItem after the lock's): production still goes back everywhere first, the command says the
+/// journal missed it and keeps the lock (exit 1), and the next `rollback` records it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_goes_through_when_the_journal_cannot_be_written() {
+    let prod = Prod::start(STRATEGY, "").await;
+    let (code, err) = promote_retrying(&prod);
+    assert_eq!(code, Some(0), "{err}");
+    // `prod.run` makes one attempt per call: the rollback's record mark, its three regions and
+    // its end, each tried 1 + WRITE_BACKOFF times.
+    let writes = 5 * (1 + bluegreen::aws::journal::WRITE_BACKOFF.len());
+    prod.aws
+        .fault(serde_json::json!({"action": "PutItem", "region": "us-east-1", "error": "internal", "times": writes, "skip": 1}))
+        .await;
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("but the journal could not record it")
+            && err.contains("PutItem (journal) in us-east-1 failed: InternalFailure")
+            && err.contains("(lock kept)"),
+        "{err}"
+    );
+    prod.assert_everywhere("v1.1.0").await;
+    assert_weights_whole(&prod, "after a rollback the journal missed").await;
+    assert_ne!(prod.journal_latest().await["lock"], Value::Null);
+
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    prod.assert_everywhere("v1.1.0").await;
+    let j = prod.journal_latest().await;
+    assert_eq!(j["outcome"], "rolled-back", "{j}");
+    assert_eq!(j["lock"], Value::Null, "{j}");
+}

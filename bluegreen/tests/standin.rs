@@ -786,3 +786,515 @@ async fn deregistered_targets_drain_before_they_disappear() {
         "{states:?}"
     );
 }
+
+/// The registry of `account`/`region` as ECR hands it out: (proxyEndpoint, user, password).
+async fn registry_login(aws: &LocalAws, account: &str, region: &str) -> (String, String, String) {
+    let cfg = aws.sdk_as(account, region).await;
+    let auth = aws_sdk_ecr::Client::new(&cfg)
+        .get_authorization_token()
+        .send()
+        .await
+        .expect("GetAuthorizationToken");
+    let data = &auth.authorization_data()[0];
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(data.authorization_token().unwrap())
+        .unwrap();
+    let (user, pass) = std::str::from_utf8(&decoded)
+        .unwrap()
+        .split_once(':')
+        .map(|(u, p)| (u.to_owned(), p.to_owned()))
+        .unwrap();
+    (data.proxy_endpoint().unwrap().to_owned(), user, pass)
+}
+
+/// The first layer of platform manifest `digest` in `repo`.
+async fn first_layer(
+    http: &reqwest::Client,
+    (endpoint, user, pass): &(String, String, String),
+    repo: &str,
+    digest: &str,
+) -> String {
+    let manifest: Value = http
+        .get(format!("{endpoint}/v2/{repo}/manifests/{digest}"))
+        .basic_auth(user, Some(pass))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    manifest["layers"][0]["digest"].as_str().unwrap().to_owned()
+}
+
+/// (status, description) of a manifest's scan, and its severity counts as `SEVERITY` → n.
+async fn scan_of(
+    ecr: &aws_sdk_ecr::Client,
+    repo: &str,
+    digest: &str,
+) -> (
+    String,
+    Option<String>,
+    std::collections::BTreeMap<String, i32>,
+) {
+    let out = ecr
+        .describe_image_scan_findings()
+        .repository_name(repo)
+        .image_id(
+            aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_digest(digest)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DescribeImageScanFindings {digest}: {e:?}"));
+    let status = out
+        .image_scan_status()
+        .expect("a scanned manifest has a status");
+    let counts = out
+        .image_scan_findings()
+        .and_then(|f| f.finding_severity_counts())
+        .map(|m| m.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect())
+        .unwrap_or_default();
+    (
+        status.status().unwrap().as_str().to_owned(),
+        status.description().map(str::to_owned),
+        counts,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_index_is_never_scanned_its_platform_manifests_are() {
+    use aws_sdk_ecr::error::ProvideErrorMetadata;
+    use aws_sdk_ecr::operation::describe_image_scan_findings::DescribeImageScanFindingsError;
+    use aws_sdk_ecr::operation::start_image_scan::StartImageScanError;
+
+    let aws = LocalAws::start();
+    let seeded = aws
+        .seed(
+            json!({"account": ACCOUNT_A, "region": "us-east-1", "repository": "hello",
+                     "tag": "v1.2.0", "argv": ["true"],
+                     "platforms": ["linux/amd64", "linux/arm64"]}),
+        )
+        .await;
+    let index = seeded["digest"].as_str().unwrap().to_owned();
+    let amd64 = seeded["platform_digests"][0].as_str().unwrap().to_owned();
+    let arm64 = seeded["platform_digests"][1].as_str().unwrap().to_owned();
+    let ecr = aws_sdk_ecr::Client::new(&aws.sdk_as(ACCOUNT_A, "us-east-1").await);
+    let by_digest = |d: &str| {
+        aws_sdk_ecr::types::ImageIdentifier::builder()
+            .image_digest(d)
+            .build()
+    };
+
+    // The index: no scan to describe, and none can be started.
+    let err = ecr
+        .describe_image_scan_findings()
+        .repository_name("hello")
+        .image_id(by_digest(&index))
+        .send()
+        .await
+        .expect_err("an index has no scan findings")
+        .into_service_error();
+    assert!(
+        matches!(
+            err,
+            DescribeImageScanFindingsError::ScanNotFoundException(_)
+        ),
+        "{err:?}"
+    );
+    let err = ecr
+        .start_image_scan()
+        .repository_name("hello")
+        .image_id(by_digest(&index))
+        .send()
+        .await
+        .expect_err("an index cannot be scanned")
+        .into_service_error();
+    assert!(
+        matches!(err, StartImageScanError::UnsupportedImageTypeException(_)),
+        "{err:?}"
+    );
+    assert!(
+        err.message().unwrap_or_default().contains(
+            "An artifact with media type 'application/vnd.oci.image.index.v1+json' cannot be scanned"
+        ),
+        "{err:?}"
+    );
+
+    // Findings cannot be set on the index; the control API names its platform manifests.
+    let res = aws
+        .http
+        .post(format!("{}/_localaws/scan-findings", aws.endpoint))
+        .json(
+            &json!({"account": ACCOUNT_A, "region": "us-east-1", "repository": "hello",
+                      "digest": index, "counts": {"CRITICAL": 1}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(!res.status().is_success());
+    let body: Value = res.json().await.unwrap();
+    let msg = body["error"].as_str().unwrap_or_default().to_owned();
+    assert!(msg.contains("is an image index"), "{msg}");
+    assert!(msg.contains(&arm64), "{msg}");
+
+    // Findings on one platform (picked through the index) stay on that platform.
+    aws.control_post(
+        "scan-findings",
+        json!({"account": ACCOUNT_A, "region": "us-east-1", "repository": "hello",
+               "digest": index, "platform": "linux/arm64", "counts": {"CRITICAL": 2, "LOW": 3}}),
+    )
+    .await;
+    let (status, description, counts) = eventually(
+        "the arm64 manifest's scan to complete",
+        Duration::from_secs(20),
+        || async {
+            let s = scan_of(&ecr, "hello", &arm64).await;
+            (s.0 == "COMPLETE").then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(
+        description.as_deref(),
+        Some("The scan was completed successfully.")
+    );
+    assert_eq!(counts.get("CRITICAL"), Some(&2), "{counts:?}");
+    assert_eq!(counts.get("LOW"), Some(&3), "{counts:?}");
+    assert_eq!(status, "COMPLETE");
+    let amd = eventually(
+        "the amd64 manifest's scan to complete",
+        Duration::from_secs(20),
+        || async {
+            let s = scan_of(&ecr, "hello", &amd64).await;
+            (s.0 == "COMPLETE").then_some(s)
+        },
+    )
+    .await;
+    assert!(amd.2.is_empty(), "amd64 got arm64's findings: {:?}", amd.2);
+
+    // DescribeImages: each platform manifest is an (untagged) image with a scan status; the
+    // tagged index has none.
+    let images = ecr
+        .describe_images()
+        .repository_name("hello")
+        .send()
+        .await
+        .unwrap();
+    let details = images.image_details();
+    assert_eq!(details.len(), 3, "{details:?}");
+    for d in details {
+        let digest = d.image_digest().unwrap();
+        if digest == index {
+            assert!(d.image_scan_status().is_none(), "{d:?}");
+            assert_eq!(d.image_tags(), ["v1.2.0".to_owned()]);
+        } else {
+            assert!(digest == amd64 || digest == arm64, "{d:?}");
+            let status = d
+                .image_scan_status()
+                .expect("a platform manifest is scanned");
+            assert_eq!(status.status().map(|s| s.as_str()), Some("COMPLETE"));
+            assert!(d.image_tags().is_empty(), "{d:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_push_is_scanned_in_progress_first_and_can_fail() {
+    let aws = LocalAws::start();
+    aws.control_post("settings", json!({"scan_delay": 5.0}))
+        .await;
+    let seeded = aws
+        .seed(
+            json!({"account": ACCOUNT_A, "region": "us-east-1", "repository": "hello",
+                     "tag": "v1.2.0", "argv": ["true"]}),
+        )
+        .await;
+    let digest = seeded["digest"].as_str().unwrap().to_owned();
+    let ecr = aws_sdk_ecr::Client::new(&aws.sdk_as(ACCOUNT_A, "us-east-1").await);
+
+    // Right after the push: in progress, no findings yet, even with findings set for it.
+    aws.control_post(
+        "scan-findings",
+        json!({"account": ACCOUNT_A, "region": "us-east-1", "repository": "hello",
+               "digest": digest, "counts": {"CRITICAL": 1}}),
+    )
+    .await;
+    let (status, _, counts) = scan_of(&ecr, "hello", &digest).await;
+    assert_eq!(status, "IN_PROGRESS");
+    assert!(counts.is_empty(), "{counts:?}");
+    let listed = ecr
+        .describe_images()
+        .repository_name("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.image_details()[0]
+            .image_scan_status()
+            .and_then(|s| s.status())
+            .map(|s| s.as_str()),
+        Some("IN_PROGRESS")
+    );
+
+    // Then complete, with the findings.
+    let counts = eventually("the scan to complete", Duration::from_secs(30), || async {
+        let s = scan_of(&ecr, "hello", &digest).await;
+        (s.0 == "COMPLETE").then_some(s.2)
+    })
+    .await;
+    assert_eq!(counts.get("CRITICAL"), Some(&1), "{counts:?}");
+
+    // A scan that failed: a status and a description, no findings.
+    aws.control_post(
+        "scan-findings",
+        json!({"account": ACCOUNT_A, "region": "us-east-1", "repository": "hello",
+               "digest": digest, "status": "FAILED"}),
+    )
+    .await;
+    let (status, description, counts) = scan_of(&ecr, "hello", &digest).await;
+    assert_eq!(status, "FAILED");
+    assert!(
+        description
+            .unwrap_or_default()
+            .starts_with("UnsupportedImageError"),
+        "{status}"
+    );
+    assert!(counts.is_empty(), "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_get_redirects_to_a_presigned_url_that_refuses_the_registry_credentials() {
+    let aws = LocalAws::start();
+    let seeded = aws
+        .seed(
+            json!({"account": ACCOUNT_B, "region": "eu-west-1", "repository": "hello",
+                     "tag": "v1.2.0", "argv": ["true"], "layer_size": 65536}),
+        )
+        .await;
+    let login = registry_login(&aws, ACCOUNT_B, "eu-west-1").await;
+    let (endpoint, user, pass) = &login;
+    let layer = first_layer(
+        &aws.http,
+        &login,
+        "hello",
+        seeded["digest"].as_str().unwrap(),
+    )
+    .await;
+    let blob_url = format!("{endpoint}/v2/hello/blobs/{layer}");
+    let manual = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+
+    // HEAD is answered by the registry itself.
+    let head = manual
+        .head(&blob_url)
+        .basic_auth(user, Some(pass))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["docker-content-digest"], layer.as_str());
+
+    // GET is a 307 to another host, pre-signed.
+    let redirect = manual
+        .get(&blob_url)
+        .basic_auth(user, Some(pass))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), 307);
+    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
+    let target = reqwest::Url::parse(&location).unwrap();
+    let registry = reqwest::Url::parse(endpoint).unwrap();
+    assert_ne!(
+        (target.host_str(), target.port()),
+        (registry.host_str(), registry.port()),
+        "the layer URL must be on another host: {location}"
+    );
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    assert!(location.contains("X-Amz-Expires="), "{location}");
+
+    // The registry's credentials sent along: refused, as S3 refuses two auth mechanisms.
+    let both = manual
+        .get(&location)
+        .basic_auth(user, Some(pass))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(both.status(), 400);
+    let body = both.text().await.unwrap();
+    assert!(body.contains("<Code>InvalidArgument</Code>"), "{body}");
+    assert!(body.contains("Only one auth mechanism allowed"), "{body}");
+
+    // Without them: the bytes of the layer.
+    let bytes = manual
+        .get(&location)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bluegreen::aws::registry::sha256_digest(&bytes), layer);
+
+    // The URL is for GET only, and only as signed.
+    let head = manual.head(&location).send().await.unwrap();
+    assert_eq!(head.status(), 403);
+    let mut tampered = location.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    let res = manual.get(&tampered).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("<Code>SignatureDoesNotMatch</Code>"),
+        "{body}"
+    );
+
+    // A client that follows redirects as reqwest does (Authorization dropped across hosts) just
+    // gets the layer.
+    let followed = aws
+        .http
+        .get(&blob_url)
+        .basic_auth(user, Some(pass))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(followed.status(), 200);
+    assert_eq!(
+        bluegreen::aws::registry::sha256_digest(&followed.bytes().await.unwrap()),
+        layer
+    );
+
+    // An expired URL.
+    aws.control_post("settings", json!({"blob_url_expiry": 1.0}))
+        .await;
+    let short = manual
+        .get(&blob_url)
+        .basic_auth(user, Some(pass))
+        .send()
+        .await
+        .unwrap();
+    let short = short.headers()["location"].to_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let res = manual.get(&short).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("<Message>Request has expired</Message>"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_mount_across_repositories_only_with_blob_mounting_enabled() {
+    use aws_sdk_ecr::error::ProvideErrorMetadata;
+
+    let aws = LocalAws::start();
+    let seeded = aws
+        .seed(
+            json!({"account": ACCOUNT_A, "region": "us-east-1", "repository": "hello",
+                     "tag": "v1.2.0", "argv": ["true"]}),
+        )
+        .await;
+    let login = registry_login(&aws, ACCOUNT_A, "us-east-1").await;
+    let (endpoint, user, pass) = &login;
+    let layer = first_layer(
+        &aws.http,
+        &login,
+        "hello",
+        seeded["digest"].as_str().unwrap(),
+    )
+    .await;
+    let ecr = aws_sdk_ecr::Client::new(&aws.sdk_as(ACCOUNT_A, "us-east-1").await);
+    let mount = |repo: &str| {
+        aws.http
+            .post(format!(
+                "{endpoint}/v2/{repo}/blobs/uploads/?mount={layer}&from=hello"
+            ))
+            .basic_auth(user, Some(pass))
+            .send()
+    };
+
+    // Off unless enabled: the mount request opens a plain upload.
+    let setting = ecr
+        .get_account_setting()
+        .name("BLOB_MOUNTING")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(setting.value(), Some("DISABLED"));
+    let res = mount("mirror-a").await.unwrap();
+    assert_eq!(res.status(), 202);
+    assert!(res.headers().contains_key("location"));
+    let res = aws
+        .http
+        .head(format!("{endpoint}/v2/mirror-a/blobs/{layer}"))
+        .basic_auth(user, Some(pass))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        404,
+        "the blob was mounted with mounting disabled"
+    );
+
+    // Enabled: mounted (201, the blob's own URL).
+    let put = ecr
+        .put_account_setting()
+        .name("BLOB_MOUNTING")
+        .value("ENABLED")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (put.name(), put.value()),
+        (Some("BLOB_MOUNTING"), Some("ENABLED"))
+    );
+    let res = mount("mirror-b").await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .ends_with(&format!("/v2/mirror-b/blobs/{layer}")),
+        "{:?}",
+        res.headers()
+    );
+
+    // The setting is the registry's: another region's is still off.
+    let other = aws_sdk_ecr::Client::new(&aws.sdk_as(ACCOUNT_A, "eu-west-1").await)
+        .get_account_setting()
+        .name("BLOB_MOUNTING")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.value(), Some("DISABLED"));
+
+    // Only ENABLED and DISABLED are values.
+    let err = ecr
+        .put_account_setting()
+        .name("BLOB_MOUNTING")
+        .value("YES")
+        .send()
+        .await
+        .expect_err("YES is no value of BLOB_MOUNTING")
+        .into_service_error();
+    assert_eq!(err.code(), Some("InvalidParameterException"), "{err:?}");
+
+    // Disabled again: plain uploads again.
+    ecr.put_account_setting()
+        .name("BLOB_MOUNTING")
+        .value("DISABLED")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mount("mirror-c").await.unwrap().status(), 202);
+}

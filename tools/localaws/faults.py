@@ -3,7 +3,9 @@
 Every AWS API request the stand-in answers is logged with its service, action, region (from the
 SigV4 credential scope, as AWS routes it), HTTP status, arrival time `t` and answer time `done`
 (and `listener` for ELBv2 calls naming one, `injected` for a made-up error, `delayed_ms` for a
-held call), so tests and benchmarks can count and time calls (`GET /_localaws/requests?since=N`).
+held call, `throttled` for a call the optional rate limits refused (throttling.py), `expired` for a
+call signed with an STS session that has ended (sts.py)), so tests and benchmarks can count and
+time calls (`GET /_localaws/requests?since=N`).
 
 Faults (`POST /_localaws/faults`) make chosen calls fail the way AWS fails them, before moto sees
 them, so a failed mutation never half-happens:
@@ -117,6 +119,10 @@ class Faults:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self.log: list[dict[str, Any]] = []
+        # Checks AWS makes before it acts (expired credentials, throttling: sts.py, throttling.py):
+        # each gets (service, action, region, access key, environ) of a request no fault failed,
+        # and returns None to let it through or (error kind, log flag) to answer it as AWS would.
+        self.gates: list[Callable[[str, str, str, str, dict[str, Any]], tuple[str, str] | None]] = []
 
     def configure(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -164,8 +170,16 @@ class Faults:
                 entry["delayed_ms"] = round(delay * 1000, 3)
                 time.sleep(delay)
             if error is not None:
-                entry["status"] = _KINDS[error][0]
                 entry["injected"] = error
+            else:
+                for gate in self.gates:
+                    verdict = gate(service, action, region, access_key, environ)
+                    if verdict is not None:
+                        error, flag = verdict
+                        entry[flag] = True
+                        break
+            if error is not None:
+                entry["status"] = _KINDS[error][0]
                 entry["done"] = time.time()
                 self._record(entry)
                 return _error(environ, error, start_response)

@@ -5,6 +5,10 @@ On AWS, `GetAuthorizationToken` returns a base64 `AWS:<password>` token and the 
 `https://<account>.dkr.ecr.<region>.amazonaws.com`. Here the endpoint is the local registry's URL
 and the token's password is the one that registry's htpasswd (bcrypt) file accepts, so ECR
 authentication is really exercised over the OCI distribution API.
+
+`proxyEndpoint` is the registry's front (blobs.py: layer downloads redirect to a pre-signed URL on
+another host, cross-repository mounts follow the BLOB_MOUNTING account setting); distribution
+itself listens on a private port behind it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import urllib.error
 import urllib.request
 
 from . import procs
-from .world import free_port
+from .blobs import Blobs
+from .world import Addresses, Settings, free_port
 
 
 class Registry:
@@ -28,7 +33,10 @@ class Registry:
         self.account = account
         self.region = region
         self.dir = os.path.join(root, "registries", f"{account}-{region}")
-        self.port = free_port()
+        self.port = free_port()  # the front, which clients reach (proxyEndpoint)
+        self.internal_port = free_port()  # distribution, reached only through the front
+        while self.internal_port == self.port:
+            self.internal_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.password = secrets.token_urlsafe(24)
         self.proc: subprocess.Popen | None = None
@@ -38,6 +46,15 @@ class Registry:
     @property
     def token(self) -> str:
         return base64.b64encode(f"AWS:{self.password}".encode()).decode()
+
+    @property
+    def internal_url(self) -> str:
+        return f"http://127.0.0.1:{self.internal_port}"
+
+    def blob_path(self, digest: str) -> str:
+        """Where distribution's filesystem driver keeps a blob's bytes (the layer bucket serves them)."""
+        algo, _, hexpart = digest.partition(":")
+        return os.path.join(self.dir, "data", "docker", "registry", "v2", "blobs", algo, hexpart[:2], hexpart, "data")
 
     def start(self) -> None:
         binary = shutil.which("docker-registry")
@@ -56,7 +73,7 @@ class Registry:
                 "version: 0.1\n"
                 "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
                 f"storage:\n  filesystem:\n    rootdirectory: {self.dir}/data\n  delete:\n    enabled: true\n"
-                f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: {secrets.token_hex(16)}\n"
+                f"http:\n  addr: 127.0.0.1:{self.internal_port}\n  secret: {secrets.token_hex(16)}\n"
                 f"auth:\n  htpasswd:\n    realm: localaws-{self.account}-{self.region}\n    path: {pw_file}\n"
                 "notifications:\n  endpoints:\n    - name: localaws\n"
                 f"      url: {self.notify}\n      timeout: 5s\n      threshold: 3\n      backoff: 100ms\n"
@@ -69,22 +86,23 @@ class Registry:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"docker-registry for {self.account}/{self.region} exited; see {self.dir}/registry.log")
             try:
-                urllib.request.urlopen(f"{self.url}/v2/", timeout=1)
+                urllib.request.urlopen(f"{self.internal_url}/v2/", timeout=1)
             except urllib.error.HTTPError as e:
                 if e.code == 401:  # up, and asking for credentials as it should
                     return
             except OSError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError(f"docker-registry for {self.account}/{self.region} did not answer on {self.url} in 15s")
+        raise RuntimeError(f"docker-registry for {self.account}/{self.region} did not answer on {self.internal_url} in 15s")
 
 
 class Registries:
     """Started on first use: the first token asked for in an account and region starts its registry."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, settings: Settings, addresses: Addresses) -> None:
         self.root = root
         self.endpoint = ""  # the launcher's, set once it serves
+        self.blobs = Blobs(settings, addresses)
         self._lock = threading.Lock()
         self._by_key: dict[tuple[str, str], Registry] = {}
 
@@ -94,6 +112,7 @@ class Registries:
             if reg is None:
                 reg = Registry(account, region, self.root, self.endpoint)
                 reg.start()
+                self.blobs.front(reg)
                 self._by_key[(account, region)] = reg
             return reg
 

@@ -1,16 +1,26 @@
 """The launcher: moto in server mode, the extensions, and a small control API under /_localaws/.
 
     python -m localaws serve [--port 0] [--state-dir DIR] [--ready-file FILE]
+                             [--scan-delay 0.5] [--blob-url-expiry 600]
 
 Control API (JSON):
     GET  /_localaws/status       endpoint, registries, ALB listeners, tasks, images, recent events
     POST /_localaws/images       {"digest", "argv", "env"}: what tasks of an image digest run
     POST /_localaws/seed         build and push an image, map its digests to a command (see seed())
     POST /_localaws/bootstrap    create an environment's topology (see bootstrap.py)
-    POST /_localaws/scan-findings  ECR scan results for a digest: {account, region, repository, digest, counts}
+    POST /_localaws/scan-findings  ECR scan results for an image manifest: {account, region, repository,
+                                 digest, platform?, counts?, status?, description?, scan_delay?}
+                                 (see scanning.Scanning.set)
+    POST /_localaws/settings     change timings at run time: {scan_delay?, blob_url_expiry?} (seconds)
     POST /_localaws/registry-events  the registries' push notifications (extension 6)
     GET  /_localaws/requests?since=N  the AWS request log from entry N (extension 7)
     POST /_localaws/faults       inject AWS errors into chosen calls (extension 7, see faults.py)
+    POST /_localaws/client-tokens  {"enabled": bool}: CreateTaskSet clientToken idempotency (extension 10, idempotency.py)
+    POST /_localaws/throttling   AWS's request rate limits, off by default (extension 11, throttling.py)
+    POST /_localaws/sts          {"session_seconds"|"time_scale"}: short STS sessions for tests (extension 12, sts.py)
+    POST /_localaws/github-oidc  a GitHub Actions job's OIDC token endpoint (extension 13, github_oidc.py)
+    GET  /_localaws/github-oidc/token?audience=A  (Authorization: bearer <request token>) -> {"value": JWT}
+    GET  /_localaws/github-oidc/jwks
 Everything else is moto, including POST /moto-api/reset.
 """
 
@@ -31,10 +41,12 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from . import bootstrap, oci, patches, procs
+from . import bootstrap, idempotency, oci, patches, procs, sts, throttling
 from .faults import Faults
+from .github_oidc import GithubOidc
 from .dataplane import Dataplane
 from .registry import Registries
+from .scanning import Scanning
 from .tasks import TaskRunner
 from .world import Addresses, ImageCommand, Images, Settings, free_port
 
@@ -45,13 +57,22 @@ class Standin:
         self.state_dir = state_dir
         self.addresses = Addresses()
         self.images = Images()
-        self.registries = Registries(state_dir)
+        self.registries = Registries(state_dir, settings, self.addresses)
         self.dataplane = Dataplane(settings)
         self.tasks = TaskRunner(settings, self.addresses, self.images, self.registries, self.dataplane, state_dir)
         self.endpoint = ""
         self.faults = Faults()
-        self.findings: dict[tuple[str, str, str, str], dict[str, int]] = {}
-        patches.install(self.addresses, self.dataplane, self.registries, self.findings)
+        self.scanning = Scanning(settings)
+        patches.install(self.addresses, self.dataplane, self.registries, self.scanning)
+        # Extensions 10-13 (each in its own module; installed after patches.py's, which they wrap).
+        self.client_tokens = idempotency.ClientTokens()
+        idempotency.install(self.client_tokens)
+        self.throttling = throttling.Throttling()
+        self.sessions = sts.Sessions()
+        self.github = GithubOidc()
+        sts.install(self.sessions, self.github)
+        # AWS authenticates before it throttles: an ended session is ExpiredToken whatever the rate.
+        self.faults.gates += [self.sessions.gate, self.throttling.gate]
 
     # ---- control API ------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -61,7 +82,13 @@ class Standin:
             "state_dir": self.state_dir,
             "aws_requests": len(self.faults.log),
             "faults": self.faults.snapshot(),
+            "client_tokens": self.client_tokens.snapshot(),
+            "throttling": self.throttling.snapshot(),
+            "sts": self.sessions.snapshot(),
+            "github_oidc": self.github.snapshot(),
             "registries": self.registries.snapshot(),
+            "blobs": self.registries.blobs.snapshot(),
+            "scans": self.scanning.snapshot(),
             "dataplane": self.dataplane.snapshot(),
             "tasks": self.tasks.snapshot(),
             "images": self.images.snapshot(),
@@ -105,10 +132,20 @@ class Standin:
         raise RuntimeError(f"the registry's push of {repo}:{tag} never reached ECR (registry notifications)")
 
     def set_findings(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Scan results for one image: {account, region, repository, digest, counts: {"CRITICAL": 2}}."""
-        key = (str(body["account"]), body["region"], body["repository"], body["digest"])
-        self.findings[key] = {k.upper(): int(v) for k, v in (body.get("counts") or {}).items()}
-        return {"ok": True}
+        """Scan results for one image manifest (scanning.Scanning.set), e.g.
+        {account, region, repository, digest, counts: {"CRITICAL": 2}}."""
+        return self.scanning.set(body)
+
+    def change_settings(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Timings tests may change while the stand-in runs: scan_delay (for manifests pushed from
+        now on that have no delay of their own) and blob_url_expiry, in seconds."""
+        for name in ("scan_delay", "blob_url_expiry"):
+            if name in body:
+                value = float(body[name])
+                if value < 0:
+                    raise ValueError(f"{name} must be 0 or more, not {value}")
+                setattr(self.settings, name, value)
+        return {"scan_delay": self.settings.scan_delay, "blob_url_expiry": self.settings.blob_url_expiry}
 
     def wsgi(self) -> Callable:
         moto_app = self.faults.wrap(DomainDispatcherApplication(create_backend_app))
@@ -119,7 +156,12 @@ class Standin:
             ("POST", "/_localaws/seed"): self.seed,
             ("POST", "/_localaws/bootstrap"): lambda b: bootstrap.run(self.endpoint, b),
             ("POST", "/_localaws/scan-findings"): self.set_findings,
+            ("POST", "/_localaws/settings"): self.change_settings,
             ("POST", "/_localaws/faults"): self.faults.configure,
+            ("POST", "/_localaws/client-tokens"): self.client_tokens.configure,
+            ("POST", "/_localaws/throttling"): self.throttling.configure,
+            ("POST", "/_localaws/sts"): self.sessions.configure,
+            ("POST", "/_localaws/github-oidc"): self.github.new_job,
         }
 
         def app(environ: dict[str, Any], start_response: Callable) -> Any:
@@ -130,9 +172,16 @@ class Standin:
             if (req.method, path) == ("GET", "/_localaws/requests"):
                 body = self.faults.requests(int(req.args.get("since", 0)))
                 return Response(json.dumps(body), 200, content_type="application/json")(environ, start_response)
+            if (req.method, path) == ("GET", "/_localaws/github-oidc/token"):
+                status, body = self.github.token_request(req.headers.get("Authorization", ""),
+                                                         req.args.get("audience"))
+                return Response(json.dumps(body), status, content_type="application/json")(environ, start_response)
+            if (req.method, path) == ("GET", "/_localaws/github-oidc/jwks"):
+                return Response(json.dumps(self.github.jwks()), 200,
+                                content_type="application/json")(environ, start_response)
             if (req.method, path) == ("POST", "/_localaws/registry-events"):
-                added = patches.registry_pushed(self.registries, req.args["account"], req.args["region"],
-                                                json.loads(req.get_data() or b"{}"))
+                added = patches.registry_pushed(self.registries, self.scanning, req.args["account"],
+                                                req.args["region"], json.loads(req.get_data() or b"{}"))
                 return Response(json.dumps({"registered": added}), 200,
                                 content_type="application/json")(environ, start_response)
             handler = routes.get((req.method, path))
@@ -161,6 +210,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("--ready-file", default=None, help="write the endpoint as JSON here once serving")
     p.add_argument("--health-interval", type=float, default=Settings.health_interval)
     p.add_argument("--replace-after", type=float, default=Settings.replace_after)
+    p.add_argument("--scan-delay", type=float, default=Settings.scan_delay,
+                   help="seconds a pushed image's ECR scan stays IN_PROGRESS before it is COMPLETE")
+    p.add_argument("--blob-url-expiry", type=float, default=Settings.blob_url_expiry,
+                   help="lifetime in seconds of the pre-signed URL a registry blob GET redirects to")
+    p.add_argument("--throttling", action="store_true",
+                   help="enforce AWS's documented request rate limits (extension 11; off by default)")
+    p.add_argument("--ecs-client-tokens", choices=["strict", "off"], default="strict",
+                   help="CreateTaskSet clientToken idempotency as ECS does it (extension 10; default strict)")
+    p.add_argument("--sts-session-seconds", type=float, default=None,
+                   help="test knob: STS sessions last at most this long (extension 12; default: as requested)")
+    p.add_argument("--sts-time-scale", type=float, default=1.0,
+                   help="test knob: STS sessions last requested x this (extension 12; default 1)")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="stop when the process that started this one exits (for test harnesses)")
     args = p.parse_args(argv)
@@ -170,12 +231,17 @@ def main(argv: list[str]) -> int:
         return 2
     state_dir = args.state_dir or tempfile.mkdtemp(prefix="localaws-")
     os.makedirs(state_dir, exist_ok=True)
-    settings = Settings(health_interval=args.health_interval, replace_after=args.replace_after)
+    settings = Settings(health_interval=args.health_interval, replace_after=args.replace_after,
+                        scan_delay=args.scan_delay, blob_url_expiry=args.blob_url_expiry)
     standin = Standin(settings, state_dir)
+    standin.throttling.configure({"enabled": args.throttling})
+    standin.client_tokens.configure({"enabled": args.ecs_client_tokens == "strict"})
+    standin.sessions.configure({"session_seconds": args.sts_session_seconds, "time_scale": args.sts_time_scale})
     port = args.port or free_port(args.host)
     server = make_server(args.host, port, standin.wsgi(), threaded=True)
     standin.endpoint = f"http://{args.host}:{port}"
     standin.registries.endpoint = standin.endpoint
+    standin.github.endpoint = standin.endpoint
     standin.dataplane.start()
     standin.tasks.start()
 

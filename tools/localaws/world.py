@@ -24,6 +24,11 @@ class Settings:
     replace_after: float = 1.5
     # How often task sets are reconciled with their desired count.
     reconcile_interval: float = 0.1
+    # ECR scan on push: how long a pushed image's scan stays IN_PROGRESS before it is COMPLETE.
+    # AWS: seconds to minutes for a basic scan.
+    scan_delay: float = 0.5
+    # Lifetime (X-Amz-Expires) of the pre-signed layer URL a registry blob GET redirects to.
+    blob_url_expiry: float = 600.0
 
 
 class Addresses:
@@ -39,8 +44,9 @@ class Addresses:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._octet = 16 + int.from_bytes(os.urandom(2), "big") % 235
-        self._next = {"alb": 1, "task": 1}
-        self._base = {"alb": 0, "task": 128}
+        self._next = {"alb": 1, "task": 1, "s3": 1}
+        # Third octet ranges: ALBs from 0, the layer bucket (one address) at 127, tasks from 128.
+        self._base = {"alb": 0, "s3": 127, "task": 128}
         self._claims: list[socket.socket] = []
 
     def allocate(self, kind: str, port: int) -> str:

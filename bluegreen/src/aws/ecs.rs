@@ -347,53 +347,82 @@ impl Ensure {
     }
 }
 
-/// The task set for `deployment` (its external id) on `target_group` at `scale` percent,
-/// created only if the service does not have it already. Network configuration and launch type
-/// are copied from the live task set, so the new release runs where the old one does.
-#[allow(clippy::too_many_arguments)]
+/// Why a deployment creates a task set. ECS treats `clientToken` as an idempotency key: the
+/// same token with other parameters is an error, so each intent has a token of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// The new release, on the idle colour.
+    Release,
+    /// The previous release, recreated by a rollback.
+    Restore,
+}
+
+/// What `ensure_task_set` makes: `deployment` is the task set's external id (whose it is).
+#[derive(Debug, Clone)]
+pub struct TaskSetSpec<'a> {
+    pub cluster: &'a str,
+    pub service: &'a str,
+    pub deployment: &'a str,
+    pub purpose: Purpose,
+    pub task_definition: &'a str,
+    pub target_group: &'a str,
+    pub container: &'a str,
+    pub port: i32,
+    pub scale: f64,
+}
+
+impl TaskSetSpec<'_> {
+    /// The CreateTaskSet `clientToken`: one per (deployment, region, purpose, target group, task
+    /// definition), so a retry of the same intent gets the same task set and two intents never
+    /// share a token. 32 hex characters (ECS allows up to 36 ASCII characters).
+    pub fn client_token(&self, region: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let intent = format!(
+            "{}\n{region}\n{:?}\n{}\n{}",
+            self.deployment, self.purpose, self.target_group, self.task_definition
+        );
+        let hash = format!("{:x}", Sha256::digest(intent.as_bytes()));
+        hash[..32].to_owned()
+    }
+}
+
+/// The task set `spec` describes, created only if the service does not have it already (this
+/// deployment's, on that target group). Network configuration and launch type are copied from
+/// the service, so the new release runs where the old one does.
 pub async fn ensure_task_set(
     c: &RegionClients,
-    cluster: &str,
     service: &Service,
-    service_name: &str,
-    deployment: &str,
-    task_definition: &str,
-    target_group: &str,
-    container: &str,
-    port: i32,
-    scale: f64,
+    spec: &TaskSetSpec<'_>,
 ) -> Result<Ensure, EcsError> {
-    // Only this deployment's task set on this target group: a rollback within the same run
-    // creates the previous release under the same id, on the other colour.
     if let Some(existing) = service.task_sets.iter().find(|t| {
-        t.external_id.as_deref() == Some(deployment)
-            && t.target_group.as_deref() == Some(target_group)
+        t.external_id.as_deref() == Some(spec.deployment)
+            && t.target_group.as_deref() == Some(spec.target_group)
     }) {
         return Ok(Ensure::Reused(existing.clone()));
     }
     let out = c
         .ecs
         .create_task_set()
-        .cluster(cluster)
-        .service(service_name)
-        .task_definition(task_definition)
-        .external_id(deployment)
+        .cluster(spec.cluster)
+        .service(spec.service)
+        .task_definition(spec.task_definition)
+        .external_id(spec.deployment)
         .set_network_configuration(service.network.clone())
         .set_launch_type(service.launch_type.clone())
         .load_balancers(
             LoadBalancer::builder()
-                .target_group_arn(target_group)
-                .container_name(container)
-                .container_port(port)
+                .target_group_arn(spec.target_group)
+                .container_name(spec.container)
+                .container_port(spec.port)
                 .build(),
         )
         .scale(
             Scale::builder()
-                .value(scale)
+                .value(spec.scale)
                 .unit(ScaleUnit::Percent)
                 .build(),
         )
-        .client_token(deployment)
+        .client_token(spec.client_token(&c.region))
         .send()
         .await
         .map_err(|e| CallError::new("CreateTaskSet", &c.region, &e))?;
@@ -548,5 +577,44 @@ where
             });
         }
         tokio::time::sleep(poll.min(timeout.saturating_sub(started.elapsed()))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec<'a>(purpose: Purpose, tg: &'a str, td: &'a str) -> TaskSetSpec<'a> {
+        TaskSetSpec {
+            cluster: "c",
+            service: "s",
+            deployment: "20261201T000000Z-abcdef",
+            purpose,
+            task_definition: td,
+            target_group: tg,
+            container: "app",
+            port: 8080,
+            scale: 100.0,
+        }
+    }
+
+    #[test]
+    fn client_tokens_differ_per_intent_and_repeat_per_retry() {
+        let release = spec(Purpose::Release, "tg/green", "td:2");
+        let token = release.client_token("us-east-1");
+        assert_eq!(
+            token,
+            release.client_token("us-east-1"),
+            "a retry reuses it"
+        );
+        assert!(token.len() <= 36 && token.bytes().all(|b| (33..=126).contains(&b)));
+        for other in [
+            spec(Purpose::Restore, "tg/blue", "td:1").client_token("us-east-1"),
+            spec(Purpose::Release, "tg/green", "td:3").client_token("us-east-1"),
+            spec(Purpose::Release, "tg/blue", "td:2").client_token("us-east-1"),
+            release.client_token("eu-west-1"),
+        ] {
+            assert_ne!(token, other);
+        }
     }
 }

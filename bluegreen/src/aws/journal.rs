@@ -61,9 +61,9 @@ pub enum Outcome {
     Failed,
 }
 
-/// One region's progress through a promote, in order: a resume skips what is done. The
-/// rollback phases come after every promote phase.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// One region's phase: the promote phases in order (a resume skips what is done), then the
+/// rollback phases, which are no promote progress at all (see `progress`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RegionPhase {
     /// Nothing done in this region yet.
@@ -89,6 +89,36 @@ pub enum RegionPhase {
     RollingBack,
     RolledBack,
     RollbackFailed,
+}
+
+impl RegionPhase {
+    /// How far a promote got in the region: `None` for the rollback phases, which a promote
+    /// never resumes from (`decide` refuses `continue` for a record being rolled back).
+    pub fn progress(self) -> Option<u8> {
+        use RegionPhase::*;
+        let order = [
+            Pending,
+            Registered,
+            Created,
+            Ready,
+            TestTraffic,
+            Shifting,
+            Baked,
+            Promoted,
+            Cleaned,
+        ];
+        order.iter().position(|p| *p == self).map(|i| i as u8)
+    }
+
+    /// The promote has reached `phase` here (or gone past it).
+    pub fn reached(self, phase: RegionPhase) -> bool {
+        matches!((self.progress(), phase.progress()), (Some(a), Some(b)) if a >= b)
+    }
+
+    /// A rollback touched the region.
+    pub fn rolling_back(self) -> bool {
+        self.progress().is_none()
+    }
 }
 
 macro_rules! display_as_serde {
@@ -299,7 +329,7 @@ mod tests {
     }
 
     #[test]
-    fn region_phases_are_ordered_for_resuming() {
+    fn region_phases_are_ordered_for_resuming_and_rollback_is_no_progress() {
         use RegionPhase::*;
         let order = [
             Pending,
@@ -311,8 +341,16 @@ mod tests {
             Baked,
             Promoted,
             Cleaned,
-            RollingBack,
         ];
-        assert!(order.windows(2).all(|w| w[0] < w[1]));
+        assert!(
+            order
+                .windows(2)
+                .all(|w| w[1].reached(w[0]) && !w[0].reached(w[1]))
+        );
+        for back in [RollingBack, RolledBack, RollbackFailed] {
+            assert!(back.rolling_back());
+            assert!(!back.reached(Pending) && !back.reached(Promoted), "{back}");
+            assert!(!Promoted.reached(back), "{back}");
+        }
     }
 }

@@ -24,6 +24,8 @@ pub struct Holder {
     /// The journal record that run acts on: its own id for a promote, the undone deployment's for
     /// a rollback. Items written before this field existed name the run.
     pub subject: String,
+    /// Kept by a command that ended (paused, or AWS needing a human): no process renews it.
+    pub kept: bool,
     pub owner: String,
     pub version: String,
     pub acquired_ms: u64,
@@ -40,10 +42,15 @@ impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "deployment {} of {} by {}, lease until {}",
+            "deployment {} of {} by {}, {} until {}",
             self.deployment,
             self.version,
             self.owner,
+            if self.kept {
+                "kept with no process running"
+            } else {
+                "lease"
+            },
             rfc3339(self.expires_ms)
         )
     }
@@ -51,9 +58,7 @@ impl std::fmt::Display for Holder {
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum LockError {
-    #[error(
-        "environment {env} is locked by {holder}; wait for it, or if that deployment is dead run `bluegreen unlock -e {env}`"
-    )]
+    #[error("{}", held(env, holder))]
     Held { env: String, holder: Holder },
     #[error(
         "deployment {deployment} does not hold the lock of {env} (holder: {}); it was taken over or released",
@@ -66,6 +71,21 @@ pub enum LockError {
     },
     #[error(transparent)]
     Call(#[from] CallError),
+}
+
+fn held(env: &str, holder: &Holder) -> String {
+    if holder.kept {
+        format!(
+            "environment {env} is locked by {holder}: that deployment stopped and needs a human: \
+             `bluegreen status -e {env}` says what it left, then `bluegreen continue -e {env}` or \
+             `bluegreen rollback -e {env}`"
+        )
+    } else {
+        format!(
+            "environment {env} is locked by {holder}; wait for it, or if that deployment is dead run \
+             `bluegreen unlock -e {env}`"
+        )
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -127,6 +147,7 @@ fn holder_of(item: &HashMap<String, AttributeValue>) -> Holder {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| deployment.clone());
     Holder {
+        kept: item.get("kept").and_then(|v| v.as_bool().ok()) == Some(&true),
         deployment,
         subject,
         owner: get_s(item, "owner"),
@@ -206,6 +227,7 @@ impl Lock {
             Ok(_) => Ok(Holder {
                 deployment: deployment.to_owned(),
                 subject: subject.to_owned(),
+                kept: false,
                 owner: owner.to_owned(),
                 version: version.to_owned(),
                 acquired_ms: now,
@@ -231,12 +253,17 @@ impl Lock {
 
     /// Extends the lease of `deployment`'s lock; fails if it no longer holds it.
     pub async fn heartbeat(&self, deployment: &str) -> Result<u64, LockError> {
-        self.hold_for(deployment, self.lease).await
+        self.extend(deployment, self.lease, false).await
     }
 
-    /// Extends `deployment`'s lock to `for_` from now: a paused deployment (`promote --until`)
-    /// keeps the environment for `continue` without a process renewing it.
-    pub async fn hold_for(&self, deployment: &str, for_: Duration) -> Result<u64, LockError> {
+    /// Keeps `deployment`'s lock for `for_` from now with no process renewing it: a paused
+    /// deployment waits for `continue`, an unsettled one for a human. The item says it is kept,
+    /// so `status` does not take it for a running deployment.
+    pub async fn keep_for(&self, deployment: &str, for_: Duration) -> Result<u64, LockError> {
+        self.extend(deployment, for_, true).await
+    }
+
+    async fn extend(&self, deployment: &str, for_: Duration, kept: bool) -> Result<u64, LockError> {
         let expires = now_ms() + for_.as_millis() as u64;
         let result = self
             .client
@@ -244,9 +271,10 @@ impl Lock {
             .table_name(&self.table)
             .key("pk", s(pk(&self.env)))
             .key("sk", s("lock"))
-            .update_expression("SET expires_ms = :e")
+            .update_expression("SET expires_ms = :e, kept = :k")
             .condition_expression("deployment = :me")
             .expression_attribute_values(":e", n(expires))
+            .expression_attribute_values(":k", AttributeValue::Bool(kept))
             .expression_attribute_values(":me", s(deployment))
             .send()
             .await;

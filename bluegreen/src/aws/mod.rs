@@ -2,6 +2,7 @@
 //! target account reached by AssumeRole, and per-region clients built once and shared.
 
 pub mod alarms;
+pub mod credentials;
 pub mod ecs;
 pub mod elb;
 pub mod journal;

@@ -61,7 +61,19 @@ pub fn decide(
         (Asked::Continue, None) => Decision::Refuse(format!(
             "{env} has no paused or unfinished promote to continue; see `bluegreen history -e {env}`"
         )),
-        (_, Some(r)) if finished_in_aws(r, now) => Decision::RecordPromoted,
+        // A rollback was started: only a rollback finishes it (a promote of the same version
+        // does, then starts clean).
+        (Asked::Continue, Some(r)) if being_rolled_back(r) => Decision::Refuse(format!(
+            "deployment {} of {} was being rolled back (phase {}); finish that with \
+             `bluegreen rollback -e {env}`",
+            r.id, r.version, r.phase
+        )),
+        (Asked::Promote { version }, Some(r)) if being_rolled_back(r) && r.version == version => {
+            Decision::RollBackFirst
+        }
+        (_, Some(r)) if !being_rolled_back(r) && finished_in_aws(r, now) => {
+            Decision::RecordPromoted
+        }
         (Asked::Continue, Some(_)) => Decision::Resume,
         (Asked::Promote { version }, Some(r)) if r.version != version => Decision::Refuse(format!(
             "deployment {} of {} is unfinished (phase {}); finish or abort it first: \
@@ -70,6 +82,11 @@ pub fn decide(
         )),
         (Asked::Promote { .. }, Some(_)) => Decision::RollBackFirst,
     }
+}
+
+/// A rollback of the record started: its phase says so, or a region's does.
+fn being_rolled_back(r: &Record) -> bool {
+    r.phase == Phase::RollingBack || r.regions.values().any(|x| x.phase.rolling_back())
 }
 
 /// What `rollback` undoes.
@@ -134,18 +151,23 @@ pub fn rollback_plan(
         .into_iter()
         .partition(|x| only.is_empty() || only.contains(x));
     if let Some(missing) = targets.iter().find(|x| !in_file.contains(*x)) {
+        let others: Vec<String> = targets
+            .iter()
+            .filter(|x| in_file.contains(*x))
+            .map(|x| format!("--region {x}"))
+            .collect();
+        let or_others = if others.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", or roll back the other regions with `bluegreen rollback -e {env} {}`",
+                others.join(" ")
+            )
+        };
         return Err(format!(
             "deployment {} of {} changed {missing}, which the environment file for {env} no longer \
-             has: restore its [regions.{missing}] table to roll it back, or roll back the other \
-             regions with `bluegreen rollback -e {env} {}`",
-            r.id,
-            r.version,
-            targets
-                .iter()
-                .filter(|x| *x != missing)
-                .map(|x| format!("--region {x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+             has: restore its [regions.{missing}] table to roll it back{or_others}",
+            r.id, r.version
         ));
     }
     Ok(RollbackPlan::Regions { targets, skipped })
@@ -250,10 +272,46 @@ mod tests {
                 now(&[("us-east-1", Other), ("eu-west-1", Other)]),
                 Decision::Resume,
             ),
+            (
+                "promote again over a rollback that stopped: finish it first",
+                v12,
+                Some(rolling_back(record("v1.2.0", None, &two))),
+                now(&[("us-east-1", ServesRelease), ("eu-west-1", ServesRelease)]),
+                Decision::RollBackFirst,
+            ),
         ];
         for (case, asked, latest, aws, want) in cases {
             assert_eq!(decide("prod", asked, latest.as_ref(), &aws), want, "{case}");
         }
+    }
+
+    fn rolling_back(mut r: Record) -> Record {
+        r.phase = Phase::RollingBack;
+        r.regions.values_mut().next().expect("a region").phase =
+            crate::aws::journal::RegionPhase::RolledBack;
+        r
+    }
+
+    #[test]
+    fn a_rollback_that_stopped_is_never_continued_or_recorded_promoted() {
+        let two = [("us-east-1", 100), ("eu-west-1", 100)];
+        let everywhere = now(&[
+            ("us-east-1", RegionNow::ServesRelease),
+            ("eu-west-1", RegionNow::ServesRelease),
+        ]);
+        let r = rolling_back(record("v1.2.0", None, &two));
+        match decide("prod", Asked::Continue, Some(&r), &everywhere) {
+            Decision::Refuse(m) => assert!(
+                m.contains("was being rolled back") && m.contains("`bluegreen rollback -e prod`"),
+                "{m}"
+            ),
+            other => panic!("continued a rollback: {other:?}"),
+        }
+        let other = Asked::Promote { version: "v1.3.0" };
+        assert!(matches!(
+            decide("prod", other, Some(&r), &everywhere),
+            Decision::Refuse(_)
+        ));
     }
 
     #[test]
@@ -347,6 +405,12 @@ mod tests {
             err.contains("changed eu-west-1, which the environment file for prod no longer has")
                 && err.contains("restore its [regions.eu-west-1] table")
                 && err.contains("`bluegreen rollback -e prod --region us-east-1`"),
+            "{err}"
+        );
+        let lost_only = record("v1.2.0", None, &[("eu-west-1", 10)]);
+        let err = rollback_plan("prod", Some(&lost_only), &file, &[]).unwrap_err();
+        assert!(
+            err.ends_with("restore its [regions.eu-west-1] table to roll it back"),
             "{err}"
         );
         let err =

@@ -1,21 +1,22 @@
 //! The one owner of a command's hold on the environment's lock: it takes the lock, renews it
 //! while the command runs, and at the end either releases it or keeps it, by the rule in
-//! `super`'s documentation. Nothing else releases or renews the lock.
+//! `super`'s documentation. Besides it, only `promote` clearing a dead run's expired lock and
+//! `bluegreen unlock` remove a lock.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::{Env, Error};
-use crate::aws::lock::{Lock, LockError};
+use crate::aws::lock::{self, Holder, Lock, LockError};
 use crate::report::Reporter;
 
 /// How long a kept lock holds without a process renewing it: a paused deployment waits for
 /// `continue`, an unsettled one for a human (`rollback` and `continue` take it over).
 pub const KEEP_FOR: Duration = Duration::from_secs(24 * 3600);
 
-/// A held lock with its heartbeat running. Dropping it without `release` or `keep` stops the
-/// heartbeat and leaves the lock to expire at the end of its lease.
+/// A held lock with its heartbeat running. Dropping it without `finish` stops the heartbeat and
+/// leaves the lock to expire at the end of its lease.
 pub struct Held {
     lock: Lock,
     run: String,
@@ -34,12 +35,13 @@ impl Held {
     }
 
     /// Like `acquire`, but a lock held for the same `subject` (the deployment this command
-    /// settles: a running or dead promote, a rollback that did not finish) is taken over; its
-    /// run loses the lock at its next heartbeat and stops.
+    /// settles) is taken over when no live process of another command holds it: the promote
+    /// itself (`rollback` stops a running promote by design; its run loses the lock at its next
+    /// heartbeat and stops), a kept lock, or an expired one. A live rollback is not taken over.
     pub async fn take_over(env: &Env, subject: &str, version: &str) -> Result<Self, Error> {
         match Self::acquire(env, subject, version).await {
             Err(Error::LockHeld(e)) => match *e {
-                LockError::Held { holder, .. } if holder.subject == subject => {
+                LockError::Held { holder, .. } if may_take_over(&holder, subject) => {
                     env.reporter.warn(
                         None,
                         "lock",
@@ -48,10 +50,8 @@ impl Held {
                             holder.deployment
                         ),
                     );
-                    env.lock
-                        .force_unlock()
-                        .await
-                        .map_err(|e| Error::Failed(e.to_string()))?;
+                    // Conditional on that holder: a lock that changed hands meanwhile stays.
+                    env.lock.release(&holder.deployment).await?;
                     Self::acquire(env, subject, version).await
                 }
                 other => Err(Error::from(other)),
@@ -83,21 +83,42 @@ impl Held {
     }
 
     /// Ends the command's hold by the rule: `keep` when AWS is left in a state that needs a
-    /// human, or paused for `continue`; released otherwise. A failure to do either is said, not
-    /// fatal: the lease ends it either way.
-    pub async fn finish(self, keep: bool) {
+    /// human, or paused for `continue`; released otherwise. A lost lock is left alone. A failure
+    /// to keep is returned (the lock then ends with its lease); a failure to release is said.
+    /// `out`, after ending the hold by `finish(keep)`; a lock that could not be kept is said in
+    /// the error.
+    pub async fn settle<T>(self, out: Result<T, Error>, keep: bool) -> Result<T, Error> {
+        let Err(e) = self.finish(keep).await else {
+            return out;
+        };
+        let ends = format!("the lock could not be kept ({e}), so it ends with its lease");
+        match out {
+            Err(Error::Unsettled(m)) => Err(Error::Unsettled(format!("{m}; {ends}"))),
+            Err(other) => Err(other),
+            Ok(_) => Err(Error::Failed(format!(
+                "{ends}: run `bluegreen continue` or `bluegreen rollback` before then"
+            ))),
+        }
+    }
+
+    /// Ends the hold without keeping it.
+    pub async fn release(self) {
+        let kept = self.finish(false).await;
+        debug_assert!(kept.is_ok(), "releasing never fails to keep");
+    }
+
+    async fn finish(self, keep: bool) -> Result<(), String> {
         self.beat.abort();
         if self.lost.is_cancelled() {
             // Another process holds it now; it is not ours to release or keep.
-            return;
+            return Ok(());
         }
-        let done = if keep {
-            self.lock.hold_for(&self.run, KEEP_FOR).await.map(|_| ())
-        } else {
-            self.lock.release(&self.run).await
-        };
-        match done {
-            Ok(()) if keep => self.reporter.warn(
+        if keep {
+            self.lock
+                .keep_for(&self.run, KEEP_FOR)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.reporter.event(
                 None,
                 "lock",
                 format!(
@@ -105,18 +126,22 @@ impl Held {
                     self.run,
                     humantime::format_duration(KEEP_FOR)
                 ),
-            ),
-            Ok(()) => {}
-            Err(e) => self.reporter.warn(
+            );
+        } else if let Err(e) = self.lock.release(&self.run).await {
+            self.reporter.warn(
                 None,
                 "lock",
-                format!(
-                    "could not {} the lock ({e}); it expires with its lease",
-                    if keep { "keep" } else { "release" }
-                ),
-            ),
+                format!("could not release the lock ({e}); it expires with its lease"),
+            );
         }
+        Ok(())
     }
+}
+
+/// The takeover rule of `Held::take_over`.
+fn may_take_over(holder: &Holder, subject: &str) -> bool {
+    holder.subject == subject
+        && (holder.deployment == subject || holder.kept || holder.expired(lock::now_ms()))
 }
 
 impl Drop for Held {

@@ -11,11 +11,14 @@
 //! # The lock rule
 //!
 //! One rule for every command: **a command that leaves AWS in a state that needs a human keeps
-//! the lock and says so** (`Error::Unsettled`, exit 1: a rollback that did not finish, or a
-//! journal that missed what AWS now holds); so does a promote paused at `--until`, for
-//! `continue`. Every other ending releases it. `rollback` takes over a lock held for the
-//! deployment it settles, and `continue` one held by the run it resumes; `guard::Held` is the
-//! only place the lock is renewed, released or kept.
+//! the lock and says so** (`Error::Unsettled`, exit 1, "(lock kept)": a rollback that did not
+//! finish, or a journal that missed what AWS now holds); so do a promote paused at `--until`
+//! (for `continue`) and a `rollback --region` that leaves regions of the deployment out. A kept
+//! lock is marked as such and holds for `guard::KEEP_FOR`. Every other ending releases it.
+//! `rollback` takes over a lock held for the deployment it settles unless a live rollback holds
+//! it; `continue` takes up one kept by the run it resumes. `guard::Held` takes, renews, keeps
+//! and releases the lock; besides it only `promote` clearing a dead run's expired lock and
+//! `bluegreen unlock` remove one.
 //!
 //! # Invariants (from `shared/design/rollout.md`), and the tests that pin them
 //!
@@ -54,9 +57,10 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use thiserror::Error;
 
+use crate::aws::credentials::{self, Lifetime};
 use crate::aws::journal::Journal;
 use crate::aws::lock::{Lock, LockError};
-use crate::aws::sts::{self, Identity, IdentityError};
+use crate::aws::sts::{self, Identity};
 use crate::aws::{self, Clients, Settings};
 use crate::config::Plan;
 use crate::report::Reporter;
@@ -170,6 +174,8 @@ pub struct Env {
     /// This run's id: it names the AssumeRole session, the lock's holder, the journal record of
     /// a promote, and the task sets the run creates.
     pub deployment: String,
+    /// How long the target account's credentials last.
+    pub lifetime: Lifetime,
 }
 
 impl Env {
@@ -183,18 +189,10 @@ impl Env {
     ) -> Result<Self, Error> {
         let base = aws::base_config(settings, &plan.lock.region).await;
         let session = format!("bluegreen-{deployment}");
-        let target = match &plan.role_arn {
-            // In CI the job already runs as the deploy role (OIDC); that role may not assume itself.
-            Some(role) => match sts::whoami(&base).await {
-                Ok(me) if sts::is_role(&me, role) => base.clone(),
-                _ => aws::assume_role(&base, role, &session).await,
-            },
-            None => base.clone(),
-        };
-        let identity = sts::whoami(&target).await.map_err(|e| match e {
-            IdentityError::Unknown(_) => Error::Refused(e.to_string()),
-            other => Error::Refused(other.to_string()),
-        })?;
+        let (target, lifetime) = target_config(&base, plan.role_arn.as_deref(), &session).await?;
+        let identity = sts::whoami(&target)
+            .await
+            .map_err(|e| Error::Refused(e.to_string()))?;
         sts::expect_account(&identity, &plan.account_id, &plan.env)
             .map_err(|e| Error::Refused(e.to_string()))?;
         tracing::debug!(caller = %identity.arn, account = %identity.account, deployment, "connected");
@@ -238,8 +236,62 @@ impl Env {
             http,
             registry_http,
             deployment: deployment.to_owned(),
+            lifetime,
         })
     }
+
+    /// Refuses a promote that may outlast the credentials in use (see `aws::credentials`).
+    pub fn check_lifetime(&self) -> Result<(), Error> {
+        credentials::check(
+            &self.lifetime,
+            self.plan.worst_case(),
+            std::time::SystemTime::now(),
+        )
+        .map_err(|m| Error::Refused(format!("preflight refused; nothing was changed: {m}")))
+    }
+}
+
+/// The target account's configuration and how long its credentials last. With a `role`: GitHub
+/// Actions' OIDC when the job can request a token (refreshes itself); the base credentials when
+/// they already are a session of the role (CI after configure-aws-credentials: a role may not
+/// assume itself); otherwise the role assumed over the base credentials, checked at once so an
+/// AccessDenied names the role, the caller and what to ask for.
+async fn target_config(
+    base: &SdkConfig,
+    role: Option<&str>,
+    session: &str,
+) -> Result<(SdkConfig, Lifetime), Error> {
+    let from_env = credentials::of_environment(|k| std::env::var(k).ok());
+    let Some(role) = role else {
+        return Ok((base.clone(), from_env));
+    };
+    if let Some(oidc) = credentials::GithubOidc::from_env(base, role, session) {
+        return Ok((
+            oidc.config(base),
+            Lifetime::Refreshing("GitHub Actions OIDC"),
+        ));
+    }
+    let me = sts::whoami(base)
+        .await
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    if sts::is_role(&me, role) {
+        return Ok((base.clone(), from_env));
+    }
+    let target = aws::assume_role(base, role, session).await;
+    if let Err(e) = sts::whoami(&target).await {
+        let said = e.to_string();
+        return Err(Error::Refused(if said.contains("AccessDenied") {
+            format!(
+                "{} may not assume {role} ({said}); ask for the role's trust policy to admit {} \
+                 (terraform: the deploy role's operator principals) and for sts:AssumeRole on \
+                 {role} in the caller's own permissions",
+                me.arn, me.arn
+            )
+        } else {
+            format!("assuming {role} as {} failed: {said}", me.arn)
+        }));
+    }
+    Ok((target, credentials::assumed_over(from_env)))
 }
 
 impl Env {

@@ -161,6 +161,11 @@ pub async fn promote(
     {
         return nothing_to_do(env, stale, prepared, &opts.version, started).await;
     }
+    if interrupt.is_cancelled() {
+        return Err(Error::Interrupted(
+            "interrupted during preflight; nothing was changed".into(),
+        ));
+    }
     let held = Held::acquire(env, &env.deployment, &opts.version).await?;
     let begun = begin(env, &prepared, &opts.version)
         .await
@@ -192,8 +197,8 @@ async fn run_held(
         }
         Err(e) => Err(e),
     };
-    held.finish(keeps_lock(&out)).await;
-    out
+    let keep = keeps_lock(&out);
+    held.settle(out, keep).await
 }
 
 /// The lock rule (see `super`): kept when paused for `continue`, or when AWS is left needing a
@@ -313,15 +318,15 @@ async fn record_promoted(env: &Env, mut record: Record) -> Result<(), Error> {
         Outcome::Promoted,
         Some("recorded from what AWS showed after the journal missed the end".into()),
     );
-    let written = env.journal.write(&record).await;
-    held.finish(written.is_err()).await;
-    written.map_err(|e| {
+    let written = env.journal.write(&record).await.map_err(|e| {
         Error::Unsettled(format!(
             "{} serves 100% in every region, but the journal still cannot record it: {e}; run \
              `bluegreen continue -e {}` once DynamoDB answers (lock kept)",
             record.version, env.plan.env
         ))
-    })
+    });
+    let keep = written.is_err();
+    held.settle(written, keep).await
 }
 
 /// Preflight: the release and its scan findings, every region, the alarms, the registries and
@@ -401,7 +406,7 @@ async fn nothing_to_do(
     if states.iter().any(|s| !s.leftovers.is_empty()) {
         let held = Held::acquire(env, &env.deployment, version).await?;
         let removed = remove_leftovers(env, states).await;
-        held.finish(false).await;
+        held.release().await;
         removed?;
     }
     Ok(PromoteResult {
@@ -481,16 +486,48 @@ pub async fn resume(env: &Env, interrupt: CancellationToken) -> Result<PromoteRe
     };
     // The resumed run acts as the deployment it continues: its lock, its task sets' ids.
     let env = &env.acting_as(&record.id);
+    not_running(env, &record).await?;
+    let prepared = resumable(env, &record).await?;
     let held = Held::acquire(env, &record.id, &record.version).await?;
-    let begun = resumable(env, &record)
-        .await
-        .map(|prepared| (Tracker::new(env.journal.clone(), record), prepared));
+    let begun = Ok((Tracker::new(env.journal.clone(), record), prepared));
     run_held(env, held, begun, None, &interrupt, started).await
+}
+
+/// Refuses to resume a deployment whose own run still holds the lock alive (not kept, not
+/// expired): it is running somewhere else.
+async fn not_running(env: &Env, record: &Record) -> Result<(), Error> {
+    let holder = env
+        .lock
+        .holder()
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    match holder {
+        Some(h) if h.deployment == record.id && !h.kept && !h.expired(lock::now_ms()) => {
+            Err(Error::LockHeld(Box::new(lock::LockError::Held {
+                env: env.plan.env.clone(),
+                holder: h,
+            })))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Preflight for `continue`: the same digest, the regions read with their recorded live
 /// colours, and no task set on the idle colour that is not this deployment's.
 async fn resumable(env: &Env, record: &Record) -> Result<Prepared, Error> {
+    if let Some(r) = record
+        .regions
+        .keys()
+        .find(|r| !env.plan.regions.contains_key(*r))
+    {
+        return Err(Error::Refused(format!(
+            "deployment {} of {} includes {r}, which the environment file for {env} no longer has; \
+             restore its [regions.{r}] table to continue, or roll the deployment back",
+            record.id,
+            record.version,
+            env = env.plan.env
+        )));
+    }
     let image = source_image(env, &record.version, true).await?;
     if record.digest.as_deref() != Some(image.digest()) {
         return Err(Error::Refused(format!(
@@ -559,10 +596,13 @@ async fn execute(d: &Deploy<'_>) -> Result<PromoteResult, Error> {
 /// Records a deployment-wide phase. Before any region changed (copying, deploying) a failure
 /// is plain; after, AWS needs a human and the error says what it holds.
 async fn journal_phase(d: &Deploy<'_>, phase: Phase) -> Result<(), Error> {
-    let written = d.tracker.update(|r| r.phase = phase).await;
-    written.map_err(|e| match phase {
-        Phase::Copying | Phase::Deploying => Error::Failed(format!(
-            "the journal could not record phase {phase} of deployment {}: {e}; nothing further was deployed",
+    let Err(e) = d.tracker.update(|r| r.phase = phase).await else {
+        return Ok(());
+    };
+    let touched = decide::touched(&d.tracker.snapshot().await);
+    Err(match phase {
+        Phase::Copying | Phase::Deploying if touched.is_empty() => Error::Failed(format!(
+            "the journal could not record phase {phase} of deployment {}: {e}; nothing was deployed",
             d.env.deployment
         )),
         _ => Error::Unsettled(journal_missed(d, &format!("phase {phase}"), &e.to_string())),
@@ -626,6 +666,19 @@ async fn copy_image(d: &Deploy<'_>) -> Result<Copied, Error> {
     if errors.is_empty() {
         return Ok(copied);
     }
+    let touched = decide::touched(&d.tracker.snapshot().await);
+    if !touched.is_empty() {
+        // A resumed deployment: regions already run it, so the record stays open for
+        // `continue` or `rollback`.
+        return Err(Error::Unsettled(format!(
+            "image promotion failed: {}; deployment {} already changed {}; run `bluegreen continue \
+             -e {env}` once the registries answer, or `bluegreen rollback -e {env}` (lock kept)",
+            errors.join("; "),
+            d.env.deployment,
+            touched.join(", "),
+            env = d.env.plan.env
+        )));
+    }
     let message = format!(
         "image promotion failed; nothing was deployed: {}",
         errors.join("; ")
@@ -651,7 +704,7 @@ async fn run_waves(d: &Deploy<'_>) -> Result<Ended, Error> {
             record
                 .regions
                 .get(r)
-                .is_some_and(|x| x.phase >= RegionPhase::Promoted)
+                .is_some_and(|x| x.phase.reached(RegionPhase::Promoted))
         };
         if wave.iter().all(done) {
             continue;

@@ -17,7 +17,7 @@ use super::tracker::Tracker;
 use crate::aws::ecs::{self, TaskSet};
 use crate::aws::elb::{self, Weights};
 use crate::aws::journal::RegionPhase;
-use crate::config::Until;
+use crate::config::{TEST_TRAFFIC_WINDOW, Until};
 
 /// How a region's promote ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,23 +168,24 @@ async fn create_task_set(
     let svc = ecs::describe(&s.c, &s.plan.cluster, &s.plan.service)
         .await
         .map_err(fail)?;
-    let ensured = ecs::ensure_task_set(
-        &s.c,
-        &s.plan.cluster,
-        &svc,
-        &s.plan.service,
-        &run.env.deployment,
-        &registered.task_definition,
-        s.topo.target_group(idle),
-        s.live_task_set
+    let spec = ecs::TaskSetSpec {
+        cluster: &s.plan.cluster,
+        service: &s.plan.service,
+        deployment: &run.env.deployment,
+        purpose: ecs::Purpose::Release,
+        task_definition: &registered.task_definition,
+        target_group: s.topo.target_group(idle),
+        container: s
+            .live_task_set
             .container_name
             .as_deref()
             .unwrap_or(&s.live_release.container),
-        s.live_task_set.container_port.unwrap_or(8080),
-        100.0,
-    )
-    .await
-    .map_err(fail)?;
+        port: s.live_task_set.container_port.unwrap_or(8080),
+        scale: 100.0,
+    };
+    let ensured = ecs::ensure_task_set(&s.c, &svc, &spec)
+        .await
+        .map_err(fail)?;
     let task_set = ensured.task_set().clone();
     advance(run, r, RegionPhase::Created, |x| {
         x.new_task_set = Some(task_set.arn.clone());
@@ -262,7 +263,7 @@ async fn test_traffic(run: &Run<'_>, s: &RegionState, ready: Ready) -> Result<Te
         match probed {
             Ok(()) => break,
             // A listener change takes a moment to reach every ALB node.
-            Err(e) if started.elapsed() < Duration::from_secs(30) => {
+            Err(e) if started.elapsed() < TEST_TRAFFIC_WINDOW => {
                 env.reporter
                     .event(Some(r), "test-traffic", format!("{e}; retrying"));
                 pause(&run.cancel, env.plan.strategy.poll).await?;
@@ -293,7 +294,7 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
     let done = run.tracker.region(r).await;
     for &step in &run.env.plan.strategy.steps {
         let baked_before =
-            step < done.weight || (step == done.weight && done.phase >= RegionPhase::Baked);
+            step < done.weight || (step == done.weight && done.phase.reached(RegionPhase::Baked));
         if baked_before {
             continue;
         }
@@ -349,7 +350,7 @@ async fn bake(run: &Run<'_>, s: &RegionState, ts: &TaskSet, step: u8) -> Result<
         .map_err(|e| fail(format!("gate failed at {step}% on {idle}: {e}")))?;
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok(());
+            return unless_cancelled(&run.cancel, std::future::ready(())).await;
         }
         pause(&run.cancel, st.poll.min(left)).await?;
     }

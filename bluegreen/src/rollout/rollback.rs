@@ -90,20 +90,20 @@ async fn recreate_previous(
         .iter()
         .find_map(|t| t.container_port)
         .unwrap_or(8080);
-    let ensured = ecs::ensure_task_set(
-        c,
-        &plan.cluster,
-        svc,
-        &plan.service,
-        &env.deployment,
-        &td,
-        prev_tg,
-        &container,
+    let spec = ecs::TaskSetSpec {
+        cluster: &plan.cluster,
+        service: &plan.service,
+        deployment: &env.deployment,
+        purpose: ecs::Purpose::Restore,
+        task_definition: &td,
+        target_group: prev_tg,
+        container: &container,
         port,
-        100.0,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+        scale: 100.0,
+    };
+    let ensured = ecs::ensure_task_set(c, svc, &spec)
+        .await
+        .map_err(|e| e.to_string())?;
     let ts = ensured.task_set().clone();
     let st = &env.plan.strategy;
     env.reporter.waiting(
@@ -182,9 +182,12 @@ pub async fn production_back(
     Ok(())
 }
 
-/// Rolls back `regions` of `tracker`'s deployment in parallel; returns per-region results. Every
-/// region must be in the plan (`decide::rollback_plan` checks). `flipped`: the regions whose
-/// production listener the caller already put back (see `region`).
+/// Rolls back `regions` of `tracker`'s deployment in parallel; returns per-region results.
+/// Production moves first; the journal follows, and a journal that cannot follow is a region
+/// result error ("…, but the journal could not record it"), never a reason to leave production
+/// where it is. A region the environment file lacks is an error naming it (`decide::
+/// rollback_plan` refuses those before anything moves). `flipped`: the regions whose production
+/// listener the caller already put back (see `region`).
 pub async fn regions(
     env: &Env,
     tracker: &Tracker,
@@ -193,16 +196,16 @@ pub async fn regions(
 ) -> BTreeMap<String, Result<String, String>> {
     let record = tracker.snapshot().await;
     let started = Instant::now();
+    let marked = tracker.update(|x| x.phase = Phase::RollingBack).await.err();
     let results = futures_util::future::join_all(regions.iter().map(|r| {
         let rec = record.regions.get(r).cloned().unwrap_or_default();
+        let marked = &marked;
         async move {
-            let plan = &env.plan.regions[r];
-            let out = match tracker
-                .update_region(r, |x| x.phase = RegionPhase::RollingBack)
-                .await
-            {
-                Ok(()) => region(env, plan, &rec, flipped.contains(r)).await,
-                Err(e) => Err(format!("the journal could not record rolling-back: {e}")),
+            let out = match env.plan.regions.get(r) {
+                Some(plan) => region(env, plan, &rec, flipped.contains(r)).await,
+                None => Err(format!(
+                    "{r} is not in the environment file; restore its [regions.{r}] table"
+                )),
             };
             let phase = match out {
                 Ok(_) => RegionPhase::RolledBack,
@@ -214,8 +217,9 @@ pub async fn regions(
                     x.weight = 0;
                 })
                 .await;
-            let out = match (out, recorded) {
-                (Ok(how), Err(e)) => {
+            let missed = recorded.err().or_else(|| marked.clone());
+            let out = match (out, missed) {
+                (Ok(how), Some(e)) => {
                     Err(format!("{how}, but the journal could not record it: {e}"))
                 }
                 (out, _) => out,
@@ -243,7 +247,9 @@ async fn on_rollback_hooks(env: &Env, regions: &[String], version: &str) {
         return;
     };
     for r in regions {
-        let plan = &env.plan.regions[r];
+        let Some(plan) = env.plan.regions.get(r) else {
+            continue;
+        };
         let url = match elb::discover(env.clients.region(r), plan).await {
             Ok(t) => gate::url(&t.dns_name, plan.listener_port, &plan.probe_path),
             Err(_) => String::new(),
@@ -354,12 +360,10 @@ pub async fn command(env: &Env, only: &[String]) -> Result<RollbackResult, Error
     let tracker = Tracker::new(env.journal.clone(), record);
     let results = regions(env, &tracker, &targets, &BTreeSet::new()).await;
     let out = conclude(env, &tracker, results, skipped).await;
-    held.finish(
-        out.as_ref()
-            .map_or_else(Error::keeps_lock, |r| !r.skipped.is_empty()),
-    )
-    .await;
-    out
+    let keep = out
+        .as_ref()
+        .map_or_else(Error::keeps_lock, |r| !r.skipped.is_empty());
+    held.settle(out, keep).await
 }
 
 /// Journals how the rollback ended and says it. Regions left out with `--region` leave the
@@ -397,13 +401,15 @@ async fn conclude(
     let env_name = &env.plan.env;
     if !failed.is_empty() {
         return Err(Error::Unsettled(format!(
-            "rollback did not finish in {}; run `bluegreen rollback -e {env_name}` again, and check              `bluegreen status -e {env_name}` (lock kept)",
+            "rollback did not finish in {}; run `bluegreen rollback -e {env_name}` again, and check \
+             `bluegreen status -e {env_name}` (lock kept)",
             failed.join("; "),
         )));
     }
     if let Err(e) = recorded {
         return Err(Error::Unsettled(format!(
-            "every region is back on its previous release ({}), but the journal could not record              it: {e}; run `bluegreen rollback -e {env_name}` again to record it (lock kept)",
+            "every region is back on its previous release ({}), but the journal could not record \
+             it: {e}; run `bluegreen rollback -e {env_name}` again to record it (lock kept)",
             results.keys().cloned().collect::<Vec<_>>().join(", ")
         )));
     }

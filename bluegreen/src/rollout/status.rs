@@ -162,7 +162,8 @@ fn next_step(
                 ));
             }
             None => {
-                let running = lock.is_some_and(|h| h.deployment == r.id && !h.expired(now_ms));
+                let running =
+                    lock.is_some_and(|h| h.deployment == r.id && !h.kept && !h.expired(now_ms));
                 if running {
                     return None;
                 }
@@ -418,6 +419,7 @@ mod tests {
         Holder {
             deployment: deployment.into(),
             subject: deployment.into(),
+            kept: false,
             owner: "ci".into(),
             version: "v1.2.0".into(),
             acquired_ms: 0,
@@ -472,6 +474,14 @@ mod tests {
                 record(Phase::Promoted, Some(Outcome::Promoted)),
                 None,
                 "both colours carry production traffic in us-east-1",
+            ),
+            (
+                record(Phase::Cleaning, None),
+                Some(Holder {
+                    kept: true,
+                    ..holder("d1", 20)
+                }),
+                "deployment d1 of v1.2.0 stopped at phase cleaning",
             ),
         ];
         for (latest, lock, says) in cases {

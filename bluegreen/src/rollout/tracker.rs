@@ -51,7 +51,7 @@ impl Tracker {
     }
 
     /// Records that `region` reached `phase` (with `f`'s other changes), unless it is already
-    /// there or past it (a resume re-running a phase): a phase never goes backwards.
+    /// there or past it (a resume re-running a phase): a promote phase never goes backwards.
     pub async fn advance(
         &self,
         region: &str,
@@ -60,7 +60,7 @@ impl Tracker {
     ) -> Result<(), CallError> {
         let mut r = self.record.lock().await;
         let x = r.regions.entry(region.to_owned()).or_default();
-        if x.phase >= phase {
+        if x.phase.reached(phase) {
             return Ok(());
         }
         x.phase = phase;
