@@ -68,6 +68,8 @@ pub struct Strategy {
     pub ready_timeout: Duration,
     /// Refuse images with ECR scan findings at or above this severity.
     pub scan_threshold: Option<Severity>,
+    /// How long preflight waits for ECR to finish scanning a fresh push.
+    pub scan_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -234,6 +236,7 @@ struct RawStrategy {
     poll: Spanned<String>,
     ready_timeout: Spanned<String>,
     scan_threshold: Option<Spanned<String>>,
+    scan_wait: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -785,6 +788,10 @@ fn strategy(src: &Source_, st: &RawStrategy) -> Result<Strategy, ConfigError> {
         final_bake: ranged(src, &st.final_bake, &FINAL_BAKE)?,
         poll: ranged(src, &st.poll, &POLL)?,
         ready_timeout: ranged(src, &st.ready_timeout, &READY_TIMEOUT)?,
+        scan_wait: match &st.scan_wait {
+            Some(w) => ranged(src, w, &SCAN_WAIT)?,
+            None => DEFAULT_SCAN_WAIT,
+        },
         scan_threshold: match &st.scan_threshold {
             None => None,
             Some(s) if s.get_ref().eq_ignore_ascii_case("none") => None,
@@ -854,6 +861,10 @@ pub const FINAL_BAKE: Limits = Limits::new(Duration::ZERO, secs(48 * 3600));
 pub const POLL: Limits = Limits::new(Duration::from_millis(50), secs(300));
 /// How long a new task set may take to run and turn healthy: 1 s to 2 hours.
 pub const READY_TIMEOUT: Limits = Limits::new(secs(1), secs(2 * 3600));
+/// How long preflight waits for ECR's scan of a fresh push: none up to an hour.
+pub const SCAN_WAIT: Limits = Limits::new(Duration::ZERO, secs(3600));
+/// ECR's basic scan of a fresh push usually completes within minutes.
+pub const DEFAULT_SCAN_WAIT: Duration = secs(300);
 /// The lock's lease: 1 s to 1 hour (a heartbeat renews it every third).
 pub const LEASE: Limits = Limits::new(secs(1), secs(3600));
 /// `--aws-max-attempts`: 1 (no retries) to 10.
@@ -972,7 +983,8 @@ impl Until {
             "ready" => Some(Self::Ready),
             "test-traffic" => Some(Self::TestTraffic),
             w => w
-                .trim_end_matches('%')
+                .strip_suffix('%')
+                .unwrap_or(w)
                 .parse::<u8>()
                 .ok()
                 .filter(|w| *w < 100 && steps.contains(w))

@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use bluegreen::aws::registry::{self, Registry, RegistryError};
 use serde_json::json;
 use support::*;
@@ -111,26 +113,49 @@ async fn blobs_already_in_the_target_are_skipped_not_copied() {
     );
 }
 
+/// ECR mounts a blob from another repository of the same registry only when the registry's
+/// BLOB_MOUNTING account setting is ENABLED; otherwise the mount request starts a normal upload
+/// and the bytes stream through the client. The copy is right either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blobs_in_the_same_registry_are_mounted_across_repositories() {
+async fn blobs_in_the_same_registry_are_mounted_across_repositories_only_when_enabled() {
     let aws = LocalAws::start();
     seed_release(&aws, "v1.2.0").await;
     let source = registry_of(&aws, ACCOUNT_A, SOURCE_REGION).await;
     let image = registry::resolve(&source, "hello", "v1.2.0").await.unwrap();
+
+    let report = registry::copy(&image, &source, "hello-copied", 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.blobs_mounted, 0,
+        "mounted while disabled: {report:?}"
+    );
+    assert_eq!(report.blobs_copied, 12, "{report:?}");
+
+    let ecr = aws_sdk_ecr::Client::new(&aws.sdk_as(ACCOUNT_A, SOURCE_REGION).await);
+    ecr.put_account_setting()
+        .name("BLOB_MOUNTING")
+        .value("ENABLED")
+        .send()
+        .await
+        .unwrap();
     let report = registry::copy(&image, &source, "hello-mirror", 4)
         .await
         .unwrap();
     assert_eq!(report.blobs_mounted, 12, "{report:?}");
     assert_eq!((report.blobs_copied, report.bytes_copied), (0, 0));
-    assert_eq!(
-        source
-            .manifest("hello-mirror", "v1.2.0")
-            .await
-            .unwrap()
-            .unwrap()
-            .digest,
-        image.digest()
-    );
+    for repo in ["hello-copied", "hello-mirror"] {
+        assert_eq!(
+            source
+                .manifest(repo, "v1.2.0")
+                .await
+                .unwrap()
+                .unwrap()
+                .digest,
+            image.digest(),
+            "{repo}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,27 +225,58 @@ async fn wrong_credentials_are_refused_by_the_registry() {
     assert!(err.contains(good.host()), "{err}");
 }
 
+/// ECR keeps findings per image manifest: a fresh push is IN_PROGRESS, then COMPLETE with its
+/// findings; an index is never scanned (ScanNotFoundException, read as unscanned).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scan_findings_are_counted_by_severity() {
+async fn scan_findings_are_read_per_platform_manifest() {
+    use bluegreen::aws::scan::{self, Scan};
     let aws = LocalAws::start();
-    let digest = seed_release(&aws, "v1.2.0").await;
+    let seeded = aws
+        .seed(
+            json!({"account": ACCOUNT_A, "region": SOURCE_REGION, "repository": "hello",
+                     "tag": "v1.2.0", "argv": [service_binary()],
+                     "platforms": ["linux/amd64", "linux/arm64"]}),
+        )
+        .await;
+    let index = seeded["digest"].as_str().unwrap().to_owned();
+    // Platform manifests in the order they were asked for.
+    let arm = seeded["platform_digests"][1].as_str().unwrap().to_owned();
     let ecr = aws_sdk_ecr::Client::new(&aws.sdk_as(ACCOUNT_A, SOURCE_REGION).await);
-    let clean = registry::scan_counts(&ecr, SOURCE_REGION, "hello", &digest)
-        .await
-        .unwrap();
-    assert!(clean.is_empty(), "{clean:?}");
+    let scan_of = |d: String| {
+        let ecr = ecr.clone();
+        async move {
+            scan::scan_of(&ecr, SOURCE_REGION, "hello", &d)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        matches!(scan_of(index.clone()).await, Scan::Unscanned { status, .. } if status == "NO_SCAN"),
+        "an index has no scan of its own"
+    );
+    let done = eventually("arm64 scanned", Duration::from_secs(20), || {
+        let arm = arm.clone();
+        async move {
+            match scan_of(arm).await {
+                Scan::InProgress => None,
+                other => Some(other),
+            }
+        }
+    })
+    .await;
+    assert_eq!(done, Scan::Complete(Default::default()));
     aws.control_post(
         "scan-findings",
         json!({"account": ACCOUNT_A, "region": SOURCE_REGION, "repository": "hello",
-               "digest": digest, "counts": {"CRITICAL": 2, "LOW": 5}}),
+               "digest": arm, "counts": {"CRITICAL": 2, "LOW": 5}}),
     )
     .await;
-    let counts = registry::scan_counts(&ecr, SOURCE_REGION, "hello", &digest)
-        .await
-        .unwrap();
+    let Scan::Complete(counts) = scan_of(arm.clone()).await else {
+        panic!("not complete");
+    };
     assert_eq!(counts.get("CRITICAL"), Some(&2));
     assert_eq!(counts.get("LOW"), Some(&5));
-    let err = registry::scan_counts(&ecr, SOURCE_REGION, "hello", "sha256:0000")
+    let err = scan::scan_of(&ecr, SOURCE_REGION, "hello", "sha256:0000")
         .await
         .unwrap_err();
     assert!(
@@ -228,24 +284,6 @@ async fn scan_findings_are_counted_by_severity() {
             .starts_with("DescribeImageScanFindings in us-east-1 failed"),
         "{err}"
     );
-}
-
-/// The source registry's `user:password`, from ECR as bluegreen gets it.
-async fn source_credentials(aws: &LocalAws) -> String {
-    use base64::Engine;
-    let cfg = aws.sdk_as(ACCOUNT_A, SOURCE_REGION).await;
-    let out = aws_sdk_ecr::Client::new(&cfg)
-        .get_authorization_token()
-        .send()
-        .await
-        .unwrap();
-    let token = out.authorization_data()[0].authorization_token().unwrap();
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(token)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// Nothing of `tag` in the target: no tag in its registry, no image in its ECR.
@@ -281,17 +319,13 @@ async fn a_connection_cut_mid_copy_fails_naming_the_blob_and_registers_nothing()
                     "tag": "v1.2.0", "argv": ["true"], "layers": 4, "layer_size": 1_048_576}),
     )
     .await;
-    let direct = registry_of(&aws, ACCOUNT_A, SOURCE_REGION).await;
-    let proxy = support::proxy::Proxy::start(direct.host());
-    let source = Registry::new(
-        &proxy.url(),
-        &source_credentials(&aws).await,
-        aws.http.clone(),
-    );
+    let source = registry_of(&aws, ACCOUNT_A, SOURCE_REGION).await;
     let image = registry::resolve(&source, "hello", "v1.2.0").await.unwrap();
     let target = registry_of(&aws, ACCOUNT_B, "eu-west-1").await;
-    // About one and a half layers get through, then every connection to the source is cut.
-    proxy.cut_after(1_500_000);
+    // Layers come from the layer bucket the registry redirects to (stand-in extension 8): about
+    // one and a half layers get through, then every connection of the bucket is cut.
+    aws.control_post("settings", json!({"bucket_cut_after": 1_500_000}))
+        .await;
     let err = registry::copy(&image, &target, "hello", 4)
         .await
         .unwrap_err()
@@ -300,7 +334,7 @@ async fn a_connection_cut_mid_copy_fails_naming_the_blob_and_registers_nothing()
     // Wherever the cut lands (before the answer, or mid-body while the upload streams it), the
     // error names the source registry and the blob.
     assert!(
-        err.starts_with(&format!("{}: GET blob sha256:", proxy.addr)),
+        err.starts_with(&format!("{}: GET blob sha256:", source.host())),
         "names the source and the blob: {err}"
     );
     assert_nothing_registered(&aws, &target, "eu-west-1", "v1.2.0").await;

@@ -558,9 +558,43 @@ async fn gates_and_credentials_refuse_before_anything_changes() {
         &["3 CRITICAL", "--allow-findings"],
     )
     .await;
+    // A release ECR could not scan: its findings are unknown, so it is refused at any
+    // threshold but none (stand-in extension 6).
+    let mut unscanned = findings(json!({}));
+    unscanned["status"] = json!("FAILED");
+    unscanned["description"] = json!("The scan failed.");
+    prod.aws.control_post("scan-findings", unscanned).await;
+    refused(
+        &prod,
+        "unscanned image",
+        prod.command(&["promote", "v1.2.0"]),
+        2,
+        &[
+            "is not scanned",
+            "FAILED, The scan failed.",
+            "--allow-findings",
+        ],
+    )
+    .await;
     prod.aws
         .control_post("scan-findings", findings(json!({})))
         .await;
+
+    // Credentials that end before the rollout could: a fixed session whose end is known.
+    let mut short = prod.command(&["promote", "v1.2.0"]);
+    short.env("AWS_SESSION_TOKEN", "a-session").env(
+        "AWS_CREDENTIAL_EXPIRATION",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(60))
+            .to_string(),
+    );
+    refused(
+        &prod,
+        "credentials too short",
+        short,
+        2,
+        &["a fixed session ending at", "role-duration-seconds"],
+    )
+    .await;
 
     // The tag exists in a prod region with another digest.
     prod.aws

@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 from xml.sax.saxutils import escape
 from yarl import URL
 
@@ -54,7 +55,10 @@ if TYPE_CHECKING:
 CHUNK = 1 << 20
 # Headers that describe one hop, not the message; never forwarded either way.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-              "trailer", "trailers", "transfer-encoding", "upgrade"}
+              "trailer", "trailers", "transfer-encoding", "upgrade",
+              "expect"}  # 100-continue is answered here, to the client
+# Dropped from the existence check before a redirect: the client sends them again to the bucket.
+_CONDITIONAL = {"range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}
 _BLOB = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>sha256:[a-f0-9]{64})$")
 _UPLOADS = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/?$")
 _KEY = re.compile(r"^/prod-(?P<region>[a-z0-9-]+)-starport-layer-bucket/(?P<account>[0-9]{12})/sha256/(?P<hex>[a-f0-9]{64})$")
@@ -79,7 +83,8 @@ class Blobs:
         self.bucket_url = ""
         # Set by patches.install: (account, region, repository, from repository) → mount or not.
         self.mount_allowed: MountPolicy = lambda _a, _r, _repo, _from: False
-        self.stats = {"redirects": 0, "mounts_refused": 0, "bucket_denied": 0, "bucket_served": 0}
+        self.stats = {"redirects": 0, "mounts_refused": 0, "bucket_denied": 0, "bucket_served": 0,
+                      "bucket_bytes": 0, "bucket_cut": 0}
 
     # ---- lifecycle --------------------------------------------------------------------------
     def _start(self) -> None:
@@ -139,7 +144,8 @@ class Blobs:
         if request.method == "GET" and blob:
             # Only a blob the client may read in that repository is redirected: distribution
             # answers the same question for HEAD (credentials, then the repository's blob link).
-            headers = self._forward_headers(request)
+            headers = CIMultiDict((k, v) for k, v in self._forward_headers(request).items()
+                                  if k.lower() not in _CONDITIONAL)
             async with self.session.head(self._upstream(reg, request.raw_path), headers=headers,
                                          allow_redirects=False) as head:
                 if head.status == 200:
@@ -170,9 +176,10 @@ class Blobs:
         return URL(f"http://127.0.0.1:{reg.internal_port}{raw_path_qs}", encoded=True)
 
     @staticmethod
-    def _forward_headers(request: web.Request) -> dict[str, str]:
+    def _forward_headers(request: web.Request) -> CIMultiDict:
         # Host is kept: distribution builds its Location URLs from it, so they name the front.
-        return {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        # Repeated headers (several `Accept` lines, as docker sends them) stay repeated.
+        return CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)
 
     async def _forward(self, reg: Registry, request: web.Request, raw_path_qs: str) -> web.StreamResponse:
         headers = self._forward_headers(request)
@@ -180,7 +187,7 @@ class Blobs:
         if request.body_exists:
             data = request.content.iter_chunked(CHUNK)
         else:
-            headers.pop("Content-Length", None)
+            headers.popall("Content-Length", None)
         try:
             upstream_cm = self.session.request(
                 request.method, self._upstream(reg, raw_path_qs), headers=headers, data=data,
@@ -265,11 +272,37 @@ class Blobs:
             return self._s3_error(request, 404, "NoSuchKey", "The specified key does not exist.",
                                   Key=request.path.split("/", 2)[-1])
         self.stats["bucket_served"] += 1
-        return web.FileResponse(path, chunk_size=CHUNK, headers={
+        headers = {
             "Content-Type": "application/octet-stream",
             "x-amz-request-id": uuid.uuid4().hex[:16].upper(),
             "Server": "AmazonS3",
-        })
+        }
+        if self.settings.bucket_cut_after:
+            return await self._serve_then_cut(request, path, headers)
+        return web.FileResponse(path, chunk_size=CHUNK, headers=headers)
+
+    async def _serve_then_cut(self, request: web.Request, path: str,
+                              headers: dict[str, str]) -> web.StreamResponse:
+        """The fault `bucket_cut_after`: the blob's bytes until the total served reaches the
+        limit, then the connection is closed mid-body (the client sees a short read)."""
+        size = os.path.getsize(path)
+        response = web.StreamResponse(headers={**headers, "Content-Length": str(size)})
+        await response.prepare(request)
+        with open(path, "rb") as f:
+            while chunk := f.read(64 * 1024):
+                left = self.settings.bucket_cut_after - self.stats["bucket_bytes"]
+                if left <= len(chunk):
+                    if left > 0:
+                        await response.write(chunk[:left])
+                        self.stats["bucket_bytes"] += left
+                    self.stats["bucket_cut"] += 1
+                    if request.transport is not None:
+                        request.transport.close()
+                    return response
+                await response.write(chunk)
+                self.stats["bucket_bytes"] += len(chunk)
+        await response.write_eof()
+        return response
 
     def _s3_error(self, request: web.Request, status: int, code: str, message: str,
                   **extra: str) -> web.Response:

@@ -16,8 +16,10 @@ them, so a failed mutation never half-happens:
 - `region`: only requests signed for this region (optional).
 - `access_key`: only requests signed with this access key id (optional).
 - `error`: `throttle` (HTTP 400, the service's throttling code), `internal` (HTTP 500, the service's
-  internal error code), `unavailable` (HTTP 503) or `expired` (HTTP 400 `ExpiredToken`: with
-  `access_key`, credentials that have expired, which moto never checks).
+  internal error code), `unavailable` (HTTP 503), `expired` (HTTP 400 `ExpiredToken`: with
+  `access_key`, credentials that have expired, which moto never checks) or `denied` (HTTP 403
+  `AccessDenied`, as IAM answers a caller a policy does not allow, e.g. an AssumeRole the role's
+  trust policy does not admit; moto never checks).
 - `delay_ms`: hold each matching request this long before it is answered, as a network round trip
   to a distant region would; without `error` the request then goes through to moto, with it the
   error is answered after the delay. The stand-in is threaded: held requests overlap.
@@ -50,6 +52,9 @@ _KINDS = {
     "internal": (500, "InternalFailure", "InternalFailure", "We encountered an internal error. Please try again."),
     "unavailable": (503, "ServiceUnavailableException", "ServiceUnavailable", "Service is unavailable. Please try again."),
     "expired": (400, "ExpiredTokenException", "ExpiredToken", "The security token included in the request is expired"),
+    # IAM says no, e.g. a role whose trust policy does not admit the caller (moto never checks).
+    "denied": (403, "AccessDeniedException", "AccessDenied",
+               "User is not authorized to perform this operation (stand-in: an injected AccessDenied)"),
 }
 _SCOPE = re.compile(r"Credential=([^/]+)/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 _LOG_LIMIT = 500_000
@@ -199,7 +204,7 @@ class Faults:
 def _error(environ: dict[str, Any], kind: str, start_response: Callable) -> list[bytes]:
     status, json_code, query_code, message = _KINDS[kind]
     request_id = str(uuid.uuid4())
-    reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
+    reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
     if environ.get("HTTP_X_AMZ_TARGET"):
         body = json.dumps({"__type": json_code, "message": message}).encode()
         headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", json_code),

@@ -341,8 +341,10 @@ def registry_pushed(registries: Registries, scanning: Scanning, account: str, re
         elif not any(i.get_image_digest() == digest for i in repository.images):
             repository.images.append(Image(account, None, body.decode(), repo, media_type, digest))
             added += 1
+        image = next((i for i in repository.images if i.get_image_digest() == digest), None)
+        if image is None:  # ECR refused it (an IMMUTABLE tag already on another digest)
+            continue
         on_push = scans_on_push(repository) and not is_index(media_type)
-        image = next(i for i in repository.images if i.get_image_digest() == digest)
         if on_push and image.last_scan is None:
             # The scan on push counts toward ECR's one scan per image per day (StartImageScan).
             image.last_scan = datetime.today()

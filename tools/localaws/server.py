@@ -11,7 +11,8 @@ Control API (JSON):
     POST /_localaws/scan-findings  ECR scan results for an image manifest: {account, region, repository,
                                  digest, platform?, counts?, status?, description?, scan_delay?}
                                  (see scanning.Scanning.set)
-    POST /_localaws/settings     change timings at run time: {scan_delay?, blob_url_expiry?} (seconds)
+    POST /_localaws/settings     change timings at run time: {scan_delay?, blob_url_expiry?} (seconds),
+                                 and the layer bucket's fault {bucket_cut_after?} (bytes; 0: off)
     POST /_localaws/registry-events  the registries' push notifications (extension 6)
     GET  /_localaws/requests?since=N  the AWS request log from entry N (extension 7)
     POST /_localaws/faults       inject AWS errors into chosen calls (extension 7, see faults.py)
@@ -138,14 +139,16 @@ class Standin:
 
     def change_settings(self, body: dict[str, Any]) -> dict[str, Any]:
         """Timings tests may change while the stand-in runs: scan_delay (for manifests pushed from
-        now on that have no delay of their own) and blob_url_expiry, in seconds."""
-        for name in ("scan_delay", "blob_url_expiry"):
+        now on that have no delay of their own) and blob_url_expiry, in seconds; and
+        bucket_cut_after, the layer bucket's connection-cut fault, in bytes (0: off)."""
+        for name, kind in (("scan_delay", float), ("blob_url_expiry", float), ("bucket_cut_after", int)):
             if name in body:
-                value = float(body[name])
+                value = kind(body[name])
                 if value < 0:
                     raise ValueError(f"{name} must be 0 or more, not {value}")
                 setattr(self.settings, name, value)
-        return {"scan_delay": self.settings.scan_delay, "blob_url_expiry": self.settings.blob_url_expiry}
+        return {"scan_delay": self.settings.scan_delay, "blob_url_expiry": self.settings.blob_url_expiry,
+                "bucket_cut_after": self.settings.bucket_cut_after}
 
     def wsgi(self) -> Callable:
         moto_app = self.faults.wrap(DomainDispatcherApplication(create_backend_app))

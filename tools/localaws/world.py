@@ -29,6 +29,10 @@ class Settings:
     scan_delay: float = 0.5
     # Lifetime (X-Amz-Expires) of the pre-signed layer URL a registry blob GET redirects to.
     blob_url_expiry: float = 600.0
+    # Fault injection (extension 7) for the layer bucket: after this many bytes served in all
+    # (0: never), every download's connection is cut, as a network failure between the client
+    # and S3 would. Set with `POST /_localaws/settings {"bucket_cut_after": N}`.
+    bucket_cut_after: int = 0
 
 
 class Addresses:

@@ -24,6 +24,9 @@ pub enum Lifetime {
     Fixed { expires: Option<SystemTime> },
 }
 
+/// What `Lifetime::Refreshing` says of the GitHub Actions OIDC provider.
+pub const GITHUB_OIDC: &str = "GitHub Actions OIDC";
+
 /// The variable that says when fixed session credentials in the environment expire.
 pub const EXPIRATION_VAR: &str = "AWS_CREDENTIAL_EXPIRATION";
 

@@ -8,6 +8,7 @@ pub mod elb;
 pub mod journal;
 pub mod lock;
 pub mod registry;
+pub mod scan;
 
 pub mod sts;
 
@@ -83,7 +84,7 @@ impl CallError {
 /// line, without the SDK's debug dump, saying plainly when AWS could not be reached.
 fn transport_message(err: &(dyn std::error::Error + 'static)) -> String {
     let chain = error_chain(err);
-    if chain.contains("loading credentials") {
+    if chain.contains("loading credentials") || chain.contains("no credentials found") {
         let profile = std::env::var("AWS_PROFILE")
             .map(|p| format!(" with profile {p:?} (AWS_PROFILE)"))
             .unwrap_or_default();

@@ -668,31 +668,6 @@ pub async fn copy(
     Ok(report)
 }
 
-/// ECR's scan findings for `digest`, counted by severity (`CRITICAL` → 2, …).
-pub async fn scan_counts(
-    ecr: &aws_sdk_ecr::Client,
-    region: &str,
-    repo: &str,
-    digest: &str,
-) -> Result<std::collections::BTreeMap<String, i32>, CallError> {
-    let out = ecr
-        .describe_image_scan_findings()
-        .repository_name(repo)
-        .image_id(
-            aws_sdk_ecr::types::ImageIdentifier::builder()
-                .image_digest(digest)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| CallError::new("DescribeImageScanFindings", region, &e))?;
-    Ok(out
-        .image_scan_findings()
-        .and_then(|f| f.finding_severity_counts())
-        .map(|m| m.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect())
-        .unwrap_or_default())
-}
-
 /// Copies `image` to every target at once, at most `regions` targets and `blobs` blobs per
 /// target in flight. Every target's result is returned, in `targets` order, so the caller sees
 /// all failures, not only the first.
@@ -716,75 +691,9 @@ pub async fn copy_all(
     out.into_iter().map(|(_, name, r)| (name, r)).collect()
 }
 
-/// Why an image may not be promoted: findings at or above the threshold.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error(
-    "{repository}@{digest} has scan findings at or above {threshold}: {found}; fix them and release \
-     a new version, or pass --allow-findings to promote anyway"
-)]
-pub struct ScanRefusal {
-    pub repository: String,
-    pub digest: String,
-    pub threshold: String,
-    pub found: String,
-}
-
-/// The scan gate: refuses when any finding is at `threshold` severity or above.
-pub fn scan_gate(
-    counts: &std::collections::BTreeMap<String, i32>,
-    threshold: crate::config::Severity,
-    repository: &str,
-    digest: &str,
-) -> Result<(), ScanRefusal> {
-    let over: Vec<String> = counts
-        .iter()
-        .filter(|(sev, n)| {
-            **n > 0 && crate::config::Severity::parse(sev).is_some_and(|s| s >= threshold)
-        })
-        .map(|(sev, n)| format!("{n} {sev}"))
-        .collect();
-    if over.is_empty() {
-        Ok(())
-    } else {
-        Err(ScanRefusal {
-            repository: repository.to_owned(),
-            digest: digest.to_owned(),
-            threshold: threshold.as_str().to_owned(),
-            found: over.join(", "),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Severity;
-    use std::collections::BTreeMap;
-
-    fn counts(pairs: &[(&str, i32)]) -> BTreeMap<String, i32> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
-    }
-
-    #[test]
-    fn scan_gate_refuses_at_or_above_the_threshold_only() {
-        let c = counts(&[("LOW", 4), ("HIGH", 1), ("UNTRIAGED", 3)]);
-        assert!(scan_gate(&c, Severity::Critical, "hello", "sha256:a").is_ok());
-        let err = scan_gate(&c, Severity::High, "hello", "sha256:a").unwrap_err();
-        assert_eq!(err.found, "1 HIGH");
-        let err = scan_gate(&c, Severity::Low, "hello", "sha256:a").unwrap_err();
-        assert_eq!(err.found, "1 HIGH, 4 LOW");
-        assert!(err.to_string().contains("--allow-findings"), "{err}");
-        assert!(
-            scan_gate(
-                &counts(&[("CRITICAL", 0)]),
-                Severity::Low,
-                "hello",
-                "sha256:a"
-            )
-            .is_ok()
-        );
-    }
-
     #[test]
     fn registry_urls_default_to_https_and_keep_the_host() {
         let http = reqwest::Client::new();

@@ -1,8 +1,12 @@
 //! What `promote`, `plan`, `status` and `rollback` share: the release in the source registry,
 //! digests as people read them, and hooks.
 
+use std::time::{Duration, Instant};
+
 use super::{Env, Error};
 use crate::aws::registry::{self, Registry, RegistryError, SourceImage};
+use crate::aws::scan;
+use crate::config::Severity;
 
 /// `sha256:0123456789ab`: enough of a digest to tell releases apart in a line of output.
 pub fn short_digest(d: &str) -> &str {
@@ -45,15 +49,65 @@ pub async fn source_image(
             other => refused(&other),
         })?;
     if let (Some(threshold), false) = (env.plan.strategy.scan_threshold, allow_findings) {
-        let counts = registry::scan_counts(&ecr, &src.region, &src.repository, image.digest())
-            .await
-            .map_err(|e| {
-                Error::Refused(format!("preflight refused; cannot read scan findings: {e}"))
-            })?;
-        registry::scan_gate(&counts, threshold, &src.repository, image.digest())
-            .map_err(|e| Error::Refused(e.to_string()))?;
+        scan_gate(env, &ecr, &image, threshold).await?;
     }
     Ok(image)
+}
+
+/// The scan gate over every platform of the release, waiting up to `scan_wait` while ECR is
+/// still scanning a fresh push (said as a live line), refusing at once on findings at or above
+/// `threshold` or on a platform ECR cannot scan.
+async fn scan_gate(
+    env: &Env,
+    ecr: &aws_sdk_ecr::Client,
+    image: &SourceImage,
+    threshold: Severity,
+) -> Result<(), Error> {
+    let src = &env.plan.source;
+    let platforms = scan::platforms(image);
+    let wait = env.plan.strategy.scan_wait;
+    let deadline = Instant::now() + wait;
+    let every = env
+        .plan
+        .strategy
+        .poll
+        .clamp(Duration::from_millis(200), Duration::from_secs(5));
+    let mut said = false;
+    loop {
+        let scans = futures_util::future::try_join_all(platforms.iter().map(|p| async move {
+            let scan = scan::scan_of(ecr, &src.region, &src.repository, &p.digest).await?;
+            Ok::<_, crate::aws::CallError>((p.clone(), scan))
+        }))
+        .await
+        .map_err(|e| {
+            Error::Refused(format!("preflight refused; cannot read scan findings: {e}"))
+        })?;
+        let waiting = match scan::verdict(&src.repository, &scans, threshold) {
+            scan::Verdict::Pass => return Ok(()),
+            scan::Verdict::Refuse(m) => return Err(Error::Refused(m)),
+            scan::Verdict::Wait(w) => w,
+        };
+        if Instant::now() >= deadline {
+            return Err(Error::Refused(format!(
+                "{}@{} is still being scanned by ECR ({}) after {}; retry shortly, raise \
+                 scan_wait in [strategy], or pass --allow-findings to promote it unscanned",
+                src.repository,
+                image.digest(),
+                waiting.join(", "),
+                humantime::format_duration(wait)
+            )));
+        }
+        if !said {
+            env.reporter.waiting(
+                None,
+                "scan",
+                format!("ECR is scanning {} of {}", waiting.join(", "), image.tag),
+                wait,
+            );
+            said = true;
+        }
+        tokio::time::sleep(every.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
 }
 
 /// Runs a hook command with the deployment's facts in its environment; non-zero fails.

@@ -196,8 +196,15 @@ impl Env {
         sts::expect_account(&identity, &plan.account_id, &plan.env)
             .map_err(|e| Error::Refused(e.to_string()))?;
         tracing::debug!(caller = %identity.arn, account = %identity.account, deployment, "connected");
+        // Through GitHub's OIDC the base chain may have no credentials at all: the source role
+        // is then assumed by the deploy role (role chaining), renewed with it.
+        let chain_from = if matches!(lifetime, Lifetime::Refreshing(credentials::GITHUB_OIDC)) {
+            &target
+        } else {
+            &base
+        };
         let source = match &plan.source.role_arn {
-            Some(role) => aws::assume_role(&base, role, &session).await,
+            Some(role) => aws::assume_role(chain_from, role, &session).await,
             None if plan.source.account_id == plan.account_id => target.clone(),
             None => base.clone(),
         };

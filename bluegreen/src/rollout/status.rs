@@ -256,6 +256,8 @@ pub struct PlanReport {
     pub version: String,
     pub digest: String,
     pub steps: Vec<String>,
+    /// The longest the promote may run (`Plan::worst_case`), for sizing a CI session.
+    pub worst_case_seconds: u64,
 }
 
 impl fmt::Display for PlanReport {
@@ -268,7 +270,11 @@ impl fmt::Display for PlanReport {
         for (i, s) in self.steps.iter().enumerate() {
             writeln!(f, "{:>3}. {s}", i + 1)?;
         }
-        Ok(())
+        writeln!(
+            f,
+            "worst case: {} (every wave's ready timeout, test traffic and bakes, plus the copy and cleanup)",
+            humantime::format_duration(std::time::Duration::from_secs(self.worst_case_seconds))
+        )
     }
 }
 
@@ -343,6 +349,7 @@ pub async fn plan(env: &Env, version: &str, allow_findings: bool) -> Result<Plan
         version: version.to_owned(),
         digest: image.digest().to_owned(),
         steps,
+        worst_case_seconds: p.worst_case().as_secs(),
     })
 }
 

@@ -413,6 +413,8 @@ where
 /// from account A's registry, v1.1.0 live everywhere, and bluegreen's environment file for it.
 pub struct Prod {
     pub aws: LocalAws,
+    /// The regions of the environment file, in wave order.
+    pub regions: Vec<String>,
     pub config_dir: PathBuf,
     pub dns: std::collections::BTreeMap<String, String>,
     pub digests: std::collections::BTreeMap<String, String>,
@@ -423,6 +425,17 @@ pub const PROD_REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"]
 impl Prod {
     /// `strategy` is the `[strategy]` table's body; `hooks` the `[hooks]` table's, if any.
     pub async fn start(strategy: &str, hooks: &str) -> Self {
+        Self::start_in(
+            &PROD_REGIONS,
+            "[[\"us-east-1\"], [\"eu-west-1\", \"ap-southeast-2\"]]",
+            strategy,
+            hooks,
+        )
+        .await
+    }
+
+    /// Like `start`, with `regions` in `waves` (TOML, e.g. `[["us-east-1", "eu-west-1"]]`).
+    pub async fn start_in(regions: &[&str], waves: &str, strategy: &str, hooks: &str) -> Self {
         let aws = LocalAws::start();
         let mut digests = std::collections::BTreeMap::new();
         let argv = vec![service_binary().display().to_string()];
@@ -446,19 +459,16 @@ impl Prod {
                 seeded["digest"].as_str().unwrap().to_owned(),
             );
         }
-        let regions: Vec<Value> = PROD_REGIONS
-            .iter()
-            .map(|r| region_spec(r, 18000, 2))
-            .collect();
+        let specs: Vec<Value> = regions.iter().map(|r| region_spec(r, 18000, 2)).collect();
         let out = aws
             .bootstrap(json!({
                 "account": ACCOUNT_B, "image": live_image, "app_version": "v1.1.0",
                 "repository": "hello",
                 "lock_table": {"name": "bluegreen-prod", "region": "us-east-1"},
-                "regions": regions,
+                "regions": specs,
             }))
             .await;
-        let dns = PROD_REGIONS
+        let dns = regions
             .iter()
             .map(|r| {
                 (
@@ -472,12 +482,12 @@ impl Prod {
         let mut file = format!(
             "account_id = \"{ACCOUNT_B}\"\n\
              role_arn = \"arn:aws:iam::{ACCOUNT_B}:role/bluegreen-deploy-prod\"\n\
-             waves = [[\"us-east-1\"], [\"eu-west-1\", \"ap-southeast-2\"]]\n\n\
+             waves = {waves}\n\n\
              [source]\naccount_id = \"{ACCOUNT_A}\"\nregion = \"us-east-1\"\nrepository = \"hello\"\n\
              role_arn = \"arn:aws:iam::{ACCOUNT_A}:role/bluegreen-ecr-read-prod\"\n\n\
              [target]\nrepository = \"hello\"\n\n"
         );
-        for r in PROD_REGIONS {
+        for r in regions {
             file += &format!(
                 "[regions.{r}]\ncluster = \"hello-{r}\"\nservice = \"hello\"\nload_balancer = \"hello-{r}\"\n\
                  listener_port = 18000\ntest_listener_port = 18001\n\
@@ -494,6 +504,7 @@ impl Prod {
         std::fs::write(config_dir.join("prod/bluegreen.toml"), file).unwrap();
         let prod = Prod {
             aws,
+            regions: regions.iter().map(|r| r.to_string()).collect(),
             config_dir,
             dns,
             digests,
@@ -505,7 +516,7 @@ impl Prod {
     /// Waits until every region's live task set is steady, all its targets healthy, and its ALB
     /// answers, so a test starts from what an operator would see, not a half-started bootstrap.
     pub async fn settle(&self) {
-        for r in PROD_REGIONS {
+        for r in &self.regions {
             let cfg = self.aws.sdk_as(ACCOUNT_B, r).await;
             let elb = aws_sdk_elasticloadbalancingv2::Client::new(&cfg);
             let ecs = aws_sdk_ecs::Client::new(&cfg);
@@ -663,7 +674,7 @@ impl Prod {
     /// and runs exactly one task set, and each of its listeners forwards to exactly the two
     /// target groups with weights summing to 100, one of them carrying all of it.
     pub async fn assert_everywhere(&self, version: &str) {
-        for r in PROD_REGIONS {
+        for r in &self.regions {
             let seen = self.versions(r, 20).await;
             assert_eq!(
                 seen.keys().collect::<Vec<_>>(),
@@ -726,7 +737,7 @@ impl Prod {
     /// task definitions, lock, journal size, ECR images in the target account.
     pub async fn state(&self) -> Value {
         let mut regions = serde_json::Map::new();
-        for r in PROD_REGIONS {
+        for r in &self.regions {
             let cfg = self.aws.sdk_as(ACCOUNT_B, r).await;
             let elb = aws_sdk_elasticloadbalancingv2::Client::new(&cfg);
             let ecs = aws_sdk_ecs::Client::new(&cfg);
