@@ -71,17 +71,7 @@ async fn session(aws: &LocalAws, role: &str) -> (Credentials, SystemTime) {
 
 /// Log entries since `since` with `flag` (`"throttled"`, `"expired"`) set, as `Action@region`.
 async fn flagged(aws: &LocalAws, since: usize, flag: &str) -> Vec<String> {
-    let (_, log) = aws.requests(since).await;
-    log.iter()
-        .filter(|e| e[flag] == json!(true))
-        .map(|e| {
-            format!(
-                "{}@{}",
-                e["action"].as_str().unwrap(),
-                e["region"].as_str().unwrap()
-            )
-        })
-        .collect()
+    aws.calls_since(since, |e| e[flag] == json!(true)).await
 }
 
 async fn count_action(aws: &LocalAws, since: usize, action: &str) -> usize {

@@ -1,9 +1,10 @@
-//! What `promote`, `plan`, `status` and `rollback` share: the release in the source registry,
-//! digests as people read them, and hooks.
+//! What `promote`, `plan`, `status` and `rollback` share: the release in the source registry and
+//! its scan gate, the journal's latest promote, digests as people read them, and hooks.
 
 use std::time::{Duration, Instant};
 
 use super::{Env, Error};
+use crate::aws::journal::Record;
 use crate::aws::registry::{self, Registry, RegistryError, SourceImage};
 use crate::aws::scan;
 use crate::config::Severity;
@@ -108,6 +109,16 @@ async fn scan_gate(
         }
         tokio::time::sleep(every.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
+}
+
+/// The newest promote in the journal.
+pub async fn latest_promote(env: &Env) -> Result<Option<Record>, Error> {
+    let history = env
+        .journal
+        .history(1)
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    Ok(history.into_iter().next())
 }
 
 /// Runs a hook command with the deployment's facts in its environment; non-zero fails.

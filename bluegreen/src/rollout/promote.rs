@@ -226,18 +226,24 @@ fn stop_on(interrupt: &CancellationToken, held: &Held) -> CancellationToken {
 
 /// The lock's holder if it is a run that died (lease expired); refused if a live one holds it.
 async fn unlocked_or_expired(env: &Env) -> Result<Option<Holder>, Error> {
+    refuse_holder_if(env, |h| !h.expired(lock::now_ms())).await
+}
+
+/// The lock's holder, or the refusal `LockHeld` when `refuse` says so of it.
+async fn refuse_holder_if(
+    env: &Env,
+    refuse: impl Fn(&Holder) -> bool,
+) -> Result<Option<Holder>, Error> {
     let holder = env
         .lock
         .holder()
         .await
         .map_err(|e| Error::Failed(e.to_string()))?;
     match holder {
-        Some(h) if !h.expired(lock::now_ms()) => {
-            Err(Error::LockHeld(Box::new(lock::LockError::Held {
-                env: env.plan.env.clone(),
-                holder: h,
-            })))
-        }
+        Some(h) if refuse(&h) => Err(Error::LockHeld(Box::new(lock::LockError::Held {
+            env: env.plan.env.clone(),
+            holder: h,
+        }))),
         other => Ok(other),
     }
 }
@@ -272,7 +278,7 @@ pub async fn observe(env: &Env, record: &Record) -> BTreeMap<String, decide::Reg
 
 /// Settles the journal's latest promote before a new one starts (see `decide::decide`).
 async fn settle_latest(env: &Env, version: &str) -> Result<(), Error> {
-    let Some(last) = rollback::latest_promote(env).await? else {
+    let Some(last) = common::latest_promote(env).await? else {
         return Ok(());
     };
     let now = if last.outcome.is_none() {
@@ -467,7 +473,7 @@ fn record_for(env: &Env, version: &str, digest: &str, states: &[RegionState]) ->
 /// journal says, or records it promoted when AWS shows it finished.
 pub async fn resume(env: &Env, interrupt: CancellationToken) -> Result<PromoteResult, Error> {
     let started = Instant::now();
-    let latest = rollback::latest_promote(env).await?;
+    let latest = common::latest_promote(env).await?;
     let now = match &latest {
         Some(r) if r.outcome.is_none() => observe(env, r).await,
         _ => BTreeMap::new(),
@@ -496,20 +502,11 @@ pub async fn resume(env: &Env, interrupt: CancellationToken) -> Result<PromoteRe
 /// Refuses to resume a deployment whose own run still holds the lock alive (not kept, not
 /// expired): it is running somewhere else.
 async fn not_running(env: &Env, record: &Record) -> Result<(), Error> {
-    let holder = env
-        .lock
-        .holder()
-        .await
-        .map_err(|e| Error::Failed(e.to_string()))?;
-    match holder {
-        Some(h) if h.deployment == record.id && !h.kept && !h.expired(lock::now_ms()) => {
-            Err(Error::LockHeld(Box::new(lock::LockError::Held {
-                env: env.plan.env.clone(),
-                holder: h,
-            })))
-        }
-        _ => Ok(()),
-    }
+    refuse_holder_if(env, |h| {
+        h.deployment == record.id && !h.kept && !h.expired(lock::now_ms())
+    })
+    .await
+    .map(|_| ())
 }
 
 /// Preflight for `continue`: the same digest, the regions read with their recorded live

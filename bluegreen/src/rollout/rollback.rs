@@ -270,16 +270,6 @@ pub async fn latest_in_effect(env: &Env) -> Result<Option<Record>, Error> {
     Ok(history.into_iter().find(decide::in_effect))
 }
 
-/// The newest promote in the journal.
-pub async fn latest_promote(env: &Env) -> Result<Option<Record>, Error> {
-    let history = env
-        .journal
-        .history(1)
-        .await
-        .map_err(|e| Error::Failed(e.to_string()))?;
-    Ok(history.into_iter().next())
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackResult {
     pub env: String,

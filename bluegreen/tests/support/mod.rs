@@ -221,9 +221,15 @@ impl LocalAws {
 
     /// The AWS calls since `since` that change something, as `Action@region`.
     pub async fn mutations_since(&self, since: usize) -> Vec<String> {
+        self.calls_since(since, |e| is_mutating(e["action"].as_str().unwrap_or("")))
+            .await
+    }
+
+    /// The AWS calls since `since` that `keep` keeps, as `Action@region`.
+    pub async fn calls_since(&self, since: usize, keep: impl Fn(&Value) -> bool) -> Vec<String> {
         let (_, log) = self.requests(since).await;
         log.iter()
-            .filter(|e| is_mutating(e["action"].as_str().unwrap_or("")))
+            .filter(|e| keep(e))
             .map(|e| {
                 format!(
                     "{}@{}",
