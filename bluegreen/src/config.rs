@@ -129,9 +129,10 @@ pub const TEST_TRAFFIC_WINDOW: Duration = Duration::from_secs(30);
 pub const OUTSIDE_WAVES: Duration = Duration::from_secs(600);
 
 impl Plan {
-    /// The longest a promote of this plan may run: per wave, the new task set's ready timeout,
-    /// the test-traffic window, and every bake with one more gate poll each; plus
-    /// `OUTSIDE_WAVES`. Hooks run as long as they run and are not counted.
+    /// The longest a promote of this plan may run: the wait for ECR's scan (with a threshold);
+    /// per wave, the new task set's ready timeout, the test-traffic window, and every bake with
+    /// one more gate poll each; plus `OUTSIDE_WAVES`. Hooks run as long as they run and are not
+    /// counted.
     pub fn worst_case(&self) -> Duration {
         let st = &self.strategy;
         let bakes: Duration = st
@@ -140,7 +141,12 @@ impl Plan {
             .map(|&s| if s == 100 { st.final_bake } else { st.bake } + st.poll)
             .sum();
         let wave = st.ready_timeout + TEST_TRAFFIC_WINDOW + bakes;
-        wave * self.waves.len() as u32 + OUTSIDE_WAVES
+        let scan = if st.scan_threshold.is_some() {
+            st.scan_wait
+        } else {
+            Duration::ZERO
+        };
+        scan + wave * self.waves.len() as u32 + OUTSIDE_WAVES
     }
 }
 

@@ -97,6 +97,21 @@ async fn a_multi_platform_release_is_gated_on_every_platform() {
     );
     let (code, out, err) = prod.run(&["plan", "v1.6.0", "--allow-findings"]);
     assert_eq!(code, 0, "{out}{err}");
+
+    // An image with no operating system basic scanning supports (a static binary FROM scratch,
+    // like the hello service): ECR's scan fails, and so does the gate, naming why.
+    prod.aws
+        .seed(
+            json!({"account": ACCOUNT_A, "region": "us-east-1", "repository": "hello",
+                     "tag": "v1.7.0", "argv": [service_binary()], "scannable": false}),
+        )
+        .await;
+    let (code, _, err) = prod.run(&["promote", "v1.7.0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is not scanned") && err.contains("FAILED, UnsupportedImageError"),
+        "{err}"
+    );
 }
 
 /// A scan that does not finish within `scan_wait` refuses with what to do, changing nothing.

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bluegreen::config::{self, ConfigError, Overrides, Severity};
+use bluegreen::config::{self, ConfigError, Overrides};
 
 fn envs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -68,7 +68,8 @@ fn shipped_prod_file_loads_into_a_plan() {
     assert_eq!(plan.strategy.steps, vec![10, 50, 100]);
     assert_eq!(plan.strategy.bake, Duration::from_secs(300));
     assert_eq!(plan.strategy.poll, Duration::from_secs(5));
-    assert_eq!(plan.strategy.scan_threshold, Some(Severity::Critical));
+    // The shipped service is FROM scratch, which ECR's basic scanning cannot scan.
+    assert_eq!(plan.strategy.scan_threshold, None);
     assert_eq!(plan.lock.table, "bluegreen-prod");
     assert_eq!(plan.lock.lease, Duration::from_secs(120));
 }
@@ -262,10 +263,7 @@ fn malformed_files_are_refused_with_file_line_and_key() {
         ),
         (
             "a bad severity",
-            base.replace(
-                "scan_threshold = \"CRITICAL\"",
-                "scan_threshold = \"SEVERE\"",
-            ),
+            base.replace("scan_threshold = \"none\"", "scan_threshold = \"SEVERE\""),
             line_of(&base, "scan_threshold"),
             "strategy.scan_threshold",
             "is not a severity",

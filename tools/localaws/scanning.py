@@ -10,7 +10,10 @@
   UnsupportedImageTypeException (patches.py answers those).
 - Attestation manifests (an index entry with platform unknown/unknown, or a manifest whose layers
   are all in-toto statements) are scanned like any manifest but fail as an image with no
-  supported operating system does, unless the control API sets something else.
+  supported operating system does, unless the control API sets something else. So does every
+  image the stand-in was not told has a supported operating system: seeded images have one unless
+  seeded with `"scannable": false`; an image pushed any other way (e.g. a static binary FROM
+  scratch) fails with "UnsupportedImageError", as ECR's basic scanning does.
 
 Only state and timing live here; patches.py turns them into ECR's answers.
 """
@@ -66,6 +69,10 @@ class Scanning:
         self._results: dict[Key, Result] = {}
         self._indexes: dict[Key, list[dict[str, Any]]] = {}
         self._attestations: set[Key] = set()
+        # Manifests whose image has an operating system ECR's basic scanning supports (seeded
+        # images, unless seeded with `"scannable": false`). Anything else, e.g. a static binary
+        # FROM scratch, fails its scan as ECR's does: "UnsupportedImageError".
+        self._scannable: set[Key] = set()
 
     # ---- pushes and scans -------------------------------------------------------------------
     def pushed(self, key: Key, media_type: str | None, manifest: dict[str, Any], scan_on_push: bool) -> None:
@@ -88,6 +95,11 @@ class Scanning:
                 self._attestations.add(key)
             if scan_on_push and key not in self._started:
                 self._started[key] = (time.time(), self.settings.scan_delay)
+
+    def scannable(self, keys: list[Key]) -> None:
+        """These manifests are images with an operating system basic scanning supports."""
+        with self._lock:
+            self._scannable.update(keys)
 
     def start(self, key: Key) -> None:
         """StartImageScan: a new scan of the manifest begins now."""
@@ -113,7 +125,7 @@ class Scanning:
             if now < done:
                 return ScanState("IN_PROGRESS", None, {}, None)
             result = self._results.get(key)
-            if result is None and key in self._attestations:
+            if result is None and (key in self._attestations or key not in self._scannable):
                 result = Result({}, "FAILED", UNSUPPORTED_DESCRIPTION)
             result = result or Result()
             return ScanState(result.status, result.description, dict(result.counts), done)

@@ -100,7 +100,9 @@ class Standin:
         """Writes a real image to an account-and-region registry and maps its digests to a command.
 
         body: account, region, repository, tag, argv, env (optional), layers (1), layer_size (bytes,
-        1024), platforms (["linux/amd64"]; two or more make an index)."""
+        1024), platforms (["linux/amd64"]; two or more make an index), scannable (true: the image
+        has an operating system ECR's basic scanning supports; false: like a static binary FROM
+        scratch, its scan fails with UnsupportedImageError)."""
         reg = self.registries.get(str(body["account"]), body["region"])
         client = oci.Client(reg.url, "AWS", reg.password)
         pushed = oci.build_and_push(
@@ -113,6 +115,10 @@ class Standin:
         command = ImageCommand(list(body["argv"]), dict(body.get("env") or {}))
         for digest in [pushed.digest, *pushed.platform_digests]:
             self.images.register(digest, command)
+        if body.get("scannable", True):
+            account, region, repo = str(body["account"]), body["region"], body["repository"]
+            images = pushed.platform_digests or [pushed.digest]
+            self.scanning.scannable([(account, region, repo, d) for d in images])
         host = reg.url.split("://", 1)[1]
         return {"digest": pushed.digest, "media_type": pushed.media_type,
                 "platform_digests": pushed.platform_digests, "blob_bytes": pushed.blob_bytes,

@@ -34,6 +34,8 @@ pub const EXPIRATION_VAR: &str = "AWS_CREDENTIAL_EXPIRATION";
 /// chain's first source is the environment variables when `AWS_ACCESS_KEY_ID` is set; anything
 /// else (profile, SSO, process, web identity) refreshes itself.
 pub fn of_environment(var: impl Fn(&str) -> Option<String>) -> Lifetime {
+    // Blank counts as unset, as the SDK reads it (configure-aws-credentials clears with '').
+    let var = |k: &str| var(k).filter(|v| !v.trim().is_empty());
     if var("AWS_ACCESS_KEY_ID").is_none() {
         return Lifetime::Refreshing("the AWS profile, SSO or web identity");
     }
@@ -51,6 +53,23 @@ pub fn assumed_over(base: Lifetime) -> Lifetime {
         Lifetime::Fixed { expires } => Lifetime::Fixed { expires },
         _ => Lifetime::Refreshing("the assumed role's provider"),
     }
+}
+
+/// A warning for a fixed session whose end is unknown, when the rollout may outlast the one
+/// hour `configure-aws-credentials` gives by default.
+pub fn unknown_end(lifetime: &Lifetime, worst: Duration) -> Option<String> {
+    let Lifetime::Fixed { expires: None } = lifetime else {
+        return None;
+    };
+    (worst > Duration::from_secs(3600)).then(|| {
+        format!(
+            "the AWS credentials in use are a fixed session whose end bluegreen cannot see, and this \
+             rollout may take up to {}; sessions from configure-aws-credentials last 1h unless \
+             role-duration-seconds says otherwise: export {EXPIRATION_VAR} so bluegreen can check, \
+             or use credentials that refresh",
+            humantime::format_duration(Duration::from_secs(worst.as_secs()))
+        )
+    })
 }
 
 /// Refuses a rollout that may run for up to `worst` on credentials that end before it could
@@ -71,12 +90,12 @@ pub fn check(lifetime: &Lifetime, worst: Duration, now: SystemTime) -> Result<()
         "the AWS credentials in use are a fixed session ending at {} (in {}), but this rollout may \
          take up to {} (every wave's ready timeout and bakes, plus the copy and cleanup); use \
          credentials that refresh (give the GitHub job `id-token: write` so bluegreen assumes the \
-         role through OIDC itself, or a profile/SSO), or a longer session (configure-aws-credentials \
+         role through OIDC itself, with role_arn in the environment file, or a profile/SSO), or a longer session (configure-aws-credentials \
          `role-duration-seconds: {}` or more, within the role's max_session_duration)",
         humantime::format_rfc3339_seconds(*expires),
         round(left),
         round(worst),
-        worst.as_secs().div_ceil(60) * 60
+        (worst.as_secs().div_ceil(60) * 60).min(43_200)
     ))
 }
 

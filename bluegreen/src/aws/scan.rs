@@ -109,6 +109,8 @@ pub async fn scan_of(
                 .image_digest(digest)
                 .build(),
         )
+        // The severity counts summarise the whole scan; the findings themselves are not needed.
+        .max_results(1)
         .send()
         .await;
     let out = match out {
@@ -130,8 +132,15 @@ pub async fn scan_of(
         .and_then(|s| s.status())
         .map_or("", |s| s.as_str())
         .to_owned();
+    // With enhanced scanning, findings can arrive after a COMPLETE that has none yet (no
+    // completion time): not done until ECR says when it completed.
+    let completed = out
+        .image_scan_findings()
+        .and_then(|f| f.image_scan_completed_at())
+        .is_some();
     Ok(match code.as_str() {
         "IN_PROGRESS" | "PENDING" => Scan::InProgress,
+        "COMPLETE" | "ACTIVE" if !completed => Scan::InProgress,
         "COMPLETE" | "ACTIVE" => Scan::Complete(
             out.image_scan_findings()
                 .and_then(|f| f.finding_severity_counts())
@@ -192,6 +201,12 @@ pub fn verdict(repository: &str, scans: &[(Platform, Scan)], threshold: Severity
         }
     }
     let threshold = threshold.as_str();
+    if scans.is_empty() {
+        return Verdict::Refuse(format!(
+            "{repository}'s image index names no platform image to judge (only attestations, or \
+             an index bluegreen cannot read); pass --allow-findings to promote it unscanned"
+        ));
+    }
     if !over.is_empty() {
         return Verdict::Refuse(format!(
             "{repository} has scan findings at or above {threshold} in {}; fix them and release a \
@@ -291,6 +306,12 @@ mod tests {
                 vec![(p("amd64"), unsupported), (p("arm64"), Scan::InProgress)],
                 Severity::Critical,
                 "--allow-findings",
+            ),
+            (
+                "nothing to judge",
+                vec![],
+                Severity::Critical,
+                "names no platform image",
             ),
         ];
         for (case, scans, threshold, says) in cases {

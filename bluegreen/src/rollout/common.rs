@@ -72,7 +72,7 @@ async fn scan_gate(
         .plan
         .strategy
         .poll
-        .clamp(Duration::from_millis(200), Duration::from_secs(5));
+        .clamp(Duration::from_secs(1), Duration::from_secs(5));
     let mut said = false;
     loop {
         let scans = futures_util::future::try_join_all(platforms.iter().map(|p| async move {

@@ -196,9 +196,10 @@ impl Env {
         sts::expect_account(&identity, &plan.account_id, &plan.env)
             .map_err(|e| Error::Refused(e.to_string()))?;
         tracing::debug!(caller = %identity.arn, account = %identity.account, deployment, "connected");
-        // Through GitHub's OIDC the base chain may have no credentials at all: the source role
-        // is then assumed by the deploy role (role chaining), renewed with it.
-        let chain_from = if matches!(lifetime, Lifetime::Refreshing(credentials::GITHUB_OIDC)) {
+        // With a deploy role, the source role is assumed by it (role chaining, renewed with it):
+        // the source role trusts the deploy role, and through GitHub's OIDC the base chain may
+        // have no credentials at all.
+        let chain_from = if plan.role_arn.is_some() {
             &target
         } else {
             &base
@@ -206,7 +207,7 @@ impl Env {
         let source = match &plan.source.role_arn {
             Some(role) => aws::assume_role(chain_from, role, &session).await,
             None if plan.source.account_id == plan.account_id => target.clone(),
-            None => base.clone(),
+            None => chain_from.clone(),
         };
         let regions: Vec<&str> = plan.regions.keys().map(String::as_str).collect();
         let clients = Clients::new(&target, regions);
@@ -249,6 +250,9 @@ impl Env {
 
     /// Refuses a promote that may outlast the credentials in use (see `aws::credentials`).
     pub fn check_lifetime(&self) -> Result<(), Error> {
+        if let Some(warning) = credentials::unknown_end(&self.lifetime, self.plan.worst_case()) {
+            self.reporter.warn(None, "credentials", warning);
+        }
         credentials::check(
             &self.lifetime,
             self.plan.worst_case(),
@@ -275,7 +279,7 @@ async fn target_config(
     if let Some(oidc) = credentials::GithubOidc::from_env(base, role, session) {
         return Ok((
             oidc.config(base),
-            Lifetime::Refreshing("GitHub Actions OIDC"),
+            Lifetime::Refreshing(credentials::GITHUB_OIDC),
         ));
     }
     let me = sts::whoami(base)
@@ -285,17 +289,16 @@ async fn target_config(
         return Ok((base.clone(), from_env));
     }
     let target = aws::assume_role(base, role, session).await;
-    if let Err(e) = sts::whoami(&target).await {
-        let said = e.to_string();
-        return Err(Error::Refused(if said.contains("AccessDenied") {
+    if let Err(sts::IdentityError::Unknown(e)) = sts::whoami(&target).await {
+        return Err(Error::Refused(if e.message.contains("AccessDenied") {
             format!(
-                "{} may not assume {role} ({said}); ask for the role's trust policy to admit {} \
-                 (terraform: the deploy role's operator principals) and for sts:AssumeRole on \
-                 {role} in the caller's own permissions",
-                me.arn, me.arn
+                "{} may not assume {role} ({}); ask for the role's trust policy to admit your \
+                 principal (for an SSO session, its permission set's role) and for \
+                 sts:AssumeRole on {role} in your own permissions",
+                me.arn, e.message
             )
         } else {
-            format!("assuming {role} as {} failed: {said}", me.arn)
+            format!("assuming {role} as {} failed: {}", me.arn, e.message)
         }));
     }
     Ok((target, credentials::assumed_over(from_env)))
