@@ -9,7 +9,6 @@
 //! manifests go by digest, the tag last; and the target digest is verified to equal the source.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use base64::Engine;
 use futures_util::{StreamExt, TryStreamExt};
@@ -455,16 +454,33 @@ impl Registry {
             let hash = std::mem::take(&mut tap.hash).finalize();
             (format!("sha256:{hash:x}"), tap.bytes)
         };
+        self.commit_blob(source, from_repo, repo, digest, &served, &location)
+            .await?;
+        Ok(bytes)
+    }
+
+    /// Commits an upload whose bytes hashed to `served`, if that is the `digest` the source
+    /// named; otherwise cancels it and names the source that served the wrong bytes.
+    async fn commit_blob(
+        &self,
+        source: &Registry,
+        from_repo: &str,
+        repo: &str,
+        digest: &str,
+        served: &str,
+        location: &str,
+    ) -> Result<(), RegistryError> {
         if served != digest {
             // Best effort: the upload would expire by itself; cancelling frees it now.
-            let _ = self.request(Method::DELETE, &location).send().await;
+            let _ = self.request(Method::DELETE, location).send().await;
             return Err(RegistryError::DigestMismatch {
                 registry: source.host().to_owned(),
                 reference: format!("blob {from_repo}@{digest}"),
                 expected: digest.to_owned(),
-                actual: served,
+                actual: served.to_owned(),
             });
         }
+        let what = format!("upload {digest} to {repo}");
         let sep = if location.contains('?') { '&' } else { '?' };
         let res = self
             .send(
@@ -474,7 +490,7 @@ impl Registry {
             )
             .await?;
         self.expect(&what, res, &[StatusCode::CREATED]).await?;
-        Ok(bytes)
+        Ok(())
     }
 }
 
@@ -575,6 +591,39 @@ fn blobs_of(image: &SourceImage) -> Result<Vec<Descriptor>, RegistryError> {
     Ok(blobs)
 }
 
+/// What happened to one blob in a copy.
+enum Moved {
+    /// The target had it.
+    Present,
+    /// Mounted from another repository of the same registry.
+    Mounted,
+    /// Streamed through, this many bytes.
+    Copied(u64),
+}
+
+/// One blob of `image` into `target`'s `repo`: found by HEAD, mounted when the registry allows
+/// it (same registry only), or streamed from the source.
+async fn move_blob(
+    image: &SourceImage,
+    target: &Registry,
+    repo: &str,
+    digest: &str,
+) -> Result<Moved, RegistryError> {
+    if target.has(repo, "blobs", digest).await? {
+        return Ok(Moved::Present);
+    }
+    let same_registry = image.registry.base == target.base;
+    let from = same_registry.then_some(image.repository.as_str());
+    Ok(match target.mount_or_start(repo, digest, from).await? {
+        None => Moved::Mounted,
+        Some(upload) => Moved::Copied(
+            target
+                .stream_blob(&image.registry, &image.repository, repo, digest, upload)
+                .await?,
+        ),
+    })
+}
+
 /// Copies `image` into `target`'s `repo:tag` (see the module doc). `parallel` bounds the blobs
 /// in flight at once.
 pub async fn copy(
@@ -606,41 +655,24 @@ pub async fn copy(
     let blobs = blobs_of(image)?;
     report.blobs = blobs.len();
 
-    let same_registry = image.registry.base == target.base;
-    let skipped = AtomicUsize::new(0);
-    let mounted = AtomicUsize::new(0);
-    let copied = AtomicUsize::new(0);
-    let bytes = AtomicU64::new(0);
-    futures_util::stream::iter(blobs.iter().map(|b| {
-        let (skipped, mounted, copied, bytes) = (&skipped, &mounted, &copied, &bytes);
-        async move {
-            if target.has(repo, "blobs", &b.digest).await? {
-                skipped.fetch_add(1, Ordering::Relaxed);
-                return Ok::<(), RegistryError>(());
-            }
-            let from = same_registry.then_some(image.repository.as_str());
-            match target.mount_or_start(repo, &b.digest, from).await? {
-                None => {
-                    mounted.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(upload) => {
-                    let n = target
-                        .stream_blob(&image.registry, &image.repository, repo, &b.digest, upload)
-                        .await?;
-                    copied.fetch_add(1, Ordering::Relaxed);
-                    bytes.fetch_add(n, Ordering::Relaxed);
-                }
-            }
-            Ok(())
-        }
-    }))
+    let moved: Vec<Moved> = futures_util::stream::iter(
+        blobs
+            .iter()
+            .map(|b| move_blob(image, target, repo, &b.digest)),
+    )
     .buffer_unordered(parallel.max(1))
-    .try_collect::<Vec<()>>()
+    .try_collect()
     .await?;
-    report.blobs_skipped = skipped.into_inner();
-    report.blobs_mounted = mounted.into_inner();
-    report.blobs_copied = copied.into_inner();
-    report.bytes_copied = bytes.into_inner();
+    for m in &moved {
+        match m {
+            Moved::Present => report.blobs_skipped += 1,
+            Moved::Mounted => report.blobs_mounted += 1,
+            Moved::Copied(n) => {
+                report.blobs_copied += 1;
+                report.bytes_copied += n;
+            }
+        }
+    }
 
     // Children by digest, then the tag: a reader never sees a tag whose parts are missing.
     for child in &image.children {
