@@ -57,6 +57,10 @@ def ts(rfc3339: str) -> float:
     return datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
+# The test route's secret in the bench's Parameter Store (Terraform generates one per environment).
+TEST_SECRET = "benchTestSecret0123456789abcdef"
+
+
 class Env:
     """A prod environment of `n` regions on a fresh stand-in."""
 
@@ -78,6 +82,8 @@ class Env:
         out = aws.control("bootstrap", {"account": PROD, "image": seeded["v1.1.0"]["image"],
                                         "app_version": "v1.1.0", "repository": "hello",
                                         "lock_table": {"name": "bluegreen-prod", "region": "us-east-1"},
+                                        "test_traffic": {"header": "X-Bluegreen-Test", "value": TEST_SECRET,
+                                                         "parameter": "/bluegreen/hello-prod/test-header"},
                                         "regions": specs})
         self.dns = {r: out["regions"][r]["dns_name"] for r in self.regions}
         self.config_dir = tempfile.mkdtemp(prefix="bench-env-")
@@ -86,7 +92,8 @@ class Env:
                 f'waves = [{json.dumps(self.regions)}]\n\n'
                 f'[source]\naccount_id = "{SOURCE}"\nregion = "us-east-1"\nrepository = "hello"\n'
                 f'role_arn = "arn:aws:iam::{SOURCE}:role/bluegreen-ecr-read-prod"\n\n'
-                '[target]\nrepository = "hello"\n\n')
+                '[target]\nrepository = "hello"\n\n'
+                '[test_traffic]\nheader = "X-Bluegreen-Test"\nparameter = "/bluegreen/hello-prod/test-header"\n\n')
         for r in self.regions:
             text += (f'[regions.{r}]\ncluster = "hello-{r}"\nservice = "hello"\nload_balancer = "hello-{r}"\n'
                      'listener_port = 18000\ntest_listener_port = 18001\n'

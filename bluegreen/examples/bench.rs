@@ -137,6 +137,8 @@ async fn modify_listener(account: &str, regions: &str, prefix: &str, ports: (u16
             alarms: Vec::new(),
             probe_path: "/health".into(),
             container: None,
+            task_family: None,
+            test_header: "X-Bluegreen-Test".into(),
         };
         let c = clients.region(r);
         let topo = elb::discover(c, &plan).await.expect("load balancer");

@@ -48,7 +48,7 @@ pub struct Global {
         env = "BLUEGREEN_OUTPUT"
     )]
     pub output: Format,
-    /// Answer yes to confirmations (unlock)
+    /// Answer yes to confirmations: `unlock`, and a `rollback` that takes a first release off the air
     #[arg(long, global = true)]
     pub yes: bool,
     /// Diagnostic logs on stderr: -v bluegreen's, -vv also the AWS SDK's (retries, timings)

@@ -30,6 +30,17 @@ pub struct Plan {
     pub strategy: Strategy,
     pub lock: LockPlan,
     pub hooks: Hooks,
+    pub test_traffic: TestTraffic,
+}
+
+/// How test traffic reaches the new colour before production does: the test listener forwards
+/// only requests that carry `header` with a secret value, kept in SSM Parameter Store
+/// (`parameter`, read from the lock's region). Every other request to the test port gets the
+/// listener's fixed response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestTraffic {
+    pub header: String,
+    pub parameter: String,
 }
 
 /// Where images are promoted from (for prod, preprod's registry).
@@ -55,6 +66,11 @@ pub struct RegionPlan {
     pub probe_path: String,
     /// The container whose image is replaced; `None` means the task definition has only one.
     pub container: Option<String>,
+    /// The task definition family a region's first release is registered from (a region with
+    /// no live release has no task set to copy one from).
+    pub task_family: Option<String>,
+    /// `[test_traffic].header`: the header the test listener's rule matches.
+    pub test_header: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +216,14 @@ struct RawFile {
     lock: RawLock,
     #[serde(default)]
     hooks: RawHooks,
+    test_traffic: Spanned<RawTestTraffic>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTestTraffic {
+    header: Spanned<String>,
+    parameter: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -231,6 +255,7 @@ struct RawRegion {
     alarms: Vec<Spanned<String>>,
     probe_path: Option<Spanned<String>>,
     container: Option<Spanned<String>>,
+    task_family: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -445,7 +470,11 @@ pub fn parse(file: &Path, env: &str, text: &str) -> Result<Plan, ConfigError> {
         .as_ref()
         .map(|r| role(&src, r, &account_id))
         .transpose()?;
-    let (regions, waves) = regions_and_waves(&src, &raw)?;
+    let test_traffic = test_traffic(&src, raw.test_traffic.get_ref())?;
+    let (mut regions, waves) = regions_and_waves(&src, &raw)?;
+    for r in regions.values_mut() {
+        r.test_header.clone_from(&test_traffic.header);
+    }
     Ok(Plan {
         env: env.to_owned(),
         file: file.to_path_buf(),
@@ -469,6 +498,46 @@ pub fn parse(file: &Path, env: &str, text: &str) -> Result<Plan, ConfigError> {
             post_shift: hook(&src, &raw.hooks.post_shift)?,
             on_rollback: hook(&src, &raw.hooks.on_rollback)?,
         },
+        test_traffic,
+    })
+}
+
+fn test_traffic(src: &Source_, t: &RawTestTraffic) -> Result<TestTraffic, ConfigError> {
+    // An ALB http-header condition names a header of at most 40 token characters.
+    let header = t.header.get_ref();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if header.is_empty() || header.len() > 40 || !header.bytes().all(token) {
+        return Err(src.err(
+            t.header.span(),
+            format!(
+                "{header:?} is not an HTTP header name an ALB rule can match; use 1-40 letters, \
+                 digits or - (e.g. \"X-Bluegreen-Test\")"
+            ),
+        ));
+    }
+    // SSM parameter names: a path of letters, digits and _ . - /, at most 1011 characters with
+    // its hierarchy, and not under the reserved aws/ssm prefixes.
+    let p = t.parameter.get_ref();
+    let lower = p.trim_start_matches('/').to_ascii_lowercase();
+    let ok = (1..=1011).contains(&p.len())
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b))
+        && !lower.starts_with("aws")
+        && !lower.starts_with("ssm")
+        && !p.ends_with('/')
+        && !p.contains("//");
+    if !ok {
+        return Err(src.err(
+            t.parameter.span(),
+            format!(
+                "{p:?} is not an SSM parameter name; use a path of letters, digits, _ . - and /, \
+                 e.g. \"/bluegreen/hello-prod/test-header\" (terraform/ creates it)"
+            ),
+        ));
+    }
+    Ok(TestTraffic {
+        header: header.clone(),
+        parameter: p.clone(),
     })
 }
 
@@ -653,6 +722,12 @@ fn region_plan(
             .collect::<Result<_, _>>()?,
         probe_path,
         container: r.container.as_ref().map(|c| c.get_ref().clone()),
+        task_family: r
+            .task_family
+            .as_ref()
+            .map(|f| task_family(src, f))
+            .transpose()?,
+        test_header: String::new(),
     })
 }
 
@@ -756,6 +831,24 @@ fn name(src: &Source_, v: &Spanned<String>, max: usize, what: &str) -> Result<St
         Err(src.err(
             v.span(),
             format!("{s:?} is not {what} name; use 1-{max} letters, digits, - and _"),
+        ))
+    }
+}
+
+fn task_family(src: &Source_, v: &Spanned<String>) -> Result<String, ConfigError> {
+    let s = v.get_ref();
+    if (1..=255).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(s.clone())
+    } else {
+        Err(src.err(
+            v.span(),
+            format!(
+                "{s:?} is not a task definition family; use 1-255 letters, digits, _ and - \
+                 (the family terraform/ registers, e.g. \"hello-prod\")"
+            ),
         ))
     }
 }

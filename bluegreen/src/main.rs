@@ -194,7 +194,9 @@ async fn run(cli: Cli, reporter: Reporter) -> Result<(), Error> {
             reporter.summary(&summary_table(&result));
             reporter.result(&result);
         }
-        Resolved::Rollback(only) => reporter.result(&rollback::command(&env, &only).await?),
+        Resolved::Rollback(only) => {
+            reporter.result(&rollback::command(&env, &only, yes).await?);
+        }
         Resolved::Status => reporter.result(&status::status(&env).await?),
         Resolved::Plan(version, allow) => {
             reporter.result(&status::plan(&env, &version, allow).await?);

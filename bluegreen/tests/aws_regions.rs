@@ -28,6 +28,8 @@ fn plan() -> RegionPlan {
         alarms: vec![format!("hello-{REGION}-5xx")],
         probe_path: "/health".into(),
         container: None,
+        task_family: None,
+        test_header: TEST_HEADER.into(),
     }
 }
 
@@ -38,6 +40,7 @@ async fn region(aws: &LocalAws) -> (RegionClients, Value) {
         .bootstrap(json!({
             "account": ACCOUNT_B, "image": seeded["image"], "app_version": "v1.1.0",
             "repository": "hello", "regions": [region_spec(REGION, 18000, 2)],
+            "test_traffic": test_traffic_spec(),
         }))
         .await;
     let cfg = aws.sdk_as(ACCOUNT_B, REGION).await;
@@ -64,6 +67,9 @@ async fn discovers_the_topology_and_weights_round_trip() {
     let t = elb::discover(&c, &p).await.unwrap();
     assert_eq!(t.listener_arn, boot["listener_arn"]);
     assert_eq!(t.test_listener_arn, boot["test_listener_arn"]);
+    assert_eq!(t.test_rule_arn.as_deref(), boot["test_rule_arn"].as_str());
+    assert!(!t.test_default_forwards);
+    elb::check_test_route(&t, &p).unwrap();
     assert_eq!(t.blue_target_group_arn, boot["blue_target_group_arn"]);
     assert_eq!(t.dns_name, boot["dns_name"]);
 
@@ -102,15 +108,82 @@ async fn discovers_the_topology_and_weights_round_trip() {
         }
     );
 
-    elb::point_test_listener(&c, &t, Colour::Green)
-        .await
-        .unwrap();
+    elb::point_test_route(&c, &t, Colour::Green).await.unwrap();
     assert_eq!(
         elb::test_weights(&c, &t, &p).await.unwrap(),
-        Weights {
+        Some(Weights {
             blue: 0,
             green: 100
+        })
+    );
+}
+
+/// The test listener as terraform/modules/region makes it: a fixed 404 for every request but
+/// those whose header matches the rule, compared as an ALB compares (name and value
+/// case-insensitively); ModifyRule moves only the rule's forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_route_admits_only_requests_with_the_secret_header() {
+    let aws = LocalAws::start();
+    let (c, boot) = region(&aws).await;
+    let p = plan();
+    let t = elb::discover(&c, &p).await.unwrap();
+    let url = format!("http://{}:18001/health", boot["dns_name"].as_str().unwrap());
+    let http = reqwest::Client::new();
+    let status = |header: Option<(&'static str, String)>| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let mut req = http.get(&url);
+            if let Some((k, v)) = header {
+                req = req.header(k, v);
+            }
+            req.send().await.unwrap().status().as_u16()
         }
+    };
+    eventually(
+        "the live release behind the test route",
+        Duration::from_secs(30),
+        || async {
+            (status(Some((TEST_HEADER, TEST_SECRET.to_owned()))).await == 200).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        status(None).await,
+        404,
+        "no header: the listener's fixed response"
+    );
+    assert_eq!(status(Some((TEST_HEADER, "wrong".into()))).await, 404);
+    assert_eq!(status(Some(("X-Other", TEST_SECRET.into()))).await, 404);
+    assert_eq!(
+        status(Some(("x-bluegreen-test", TEST_SECRET.to_uppercase()))).await,
+        200,
+        "ALB compares header names and values case-insensitively"
+    );
+
+    // bluegreen finds the rule by the header's name, whatever its case in the file.
+    let mut lower = plan();
+    lower.test_header = "x-BLUEGREEN-test".into();
+    let t2 = elb::discover(&c, &lower).await.unwrap();
+    assert_eq!(t2.test_rule_arn, t.test_rule_arn);
+
+    // A rule for another header is not the test route, and a listener that forwards without
+    // the header is refused before a promote.
+    let mut other = plan();
+    other.test_header = "X-Something-Else".into();
+    let t3 = elb::discover(&c, &other).await.unwrap();
+    let err = elb::check_test_route(&t3, &other).unwrap_err().to_string();
+    assert!(
+        err.contains("has no rule with an http-header condition"),
+        "{err}"
+    );
+    let open = elb::Topology {
+        test_default_forwards: true,
+        ..t.clone()
+    };
+    let err = elb::check_test_route(&open, &p).unwrap_err().to_string();
+    assert!(
+        err.contains("forwards requests without the test header"),
+        "{err}"
     );
 }
 

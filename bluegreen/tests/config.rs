@@ -241,6 +241,42 @@ fn malformed_files_are_refused_with_file_line_and_key() {
             "needs its own",
         ),
         (
+            "a test header an ALB rule cannot match",
+            base.replacen("header = \"X-Bluegreen-Test\"", "header = \"X Bluegreen: Test\"", 1),
+            line_of(&base, "header = \"X-Bluegreen-Test\""),
+            "test_traffic.header",
+            "is not an HTTP header name an ALB rule can match",
+        ),
+        (
+            "a test secret parameter under the reserved aws prefix",
+            base.replacen(
+                "parameter = \"/bluegreen/hello-prod/test-header\"",
+                "parameter = \"/aws/test-header\"",
+                1,
+            ),
+            line_of(&base, "parameter = \"/bluegreen/hello-prod/test-header\""),
+            "test_traffic.parameter",
+            "is not an SSM parameter name",
+        ),
+        (
+            "no test route",
+            base.replacen(
+                "[test_traffic]\nheader = \"X-Bluegreen-Test\"\nparameter = \"/bluegreen/hello-prod/test-header\"\n",
+                "",
+                1,
+            ),
+            1,
+            "test_traffic",
+            "missing key",
+        ),
+        (
+            "a task family with a colon",
+            base.replacen("task_family = \"hello-prod\"", "task_family = \"hello-prod:3\"", 1),
+            line_of(&base, "task_family = \"hello-prod\""),
+            "regions.us-east-1.task_family",
+            "is not a task definition family",
+        ),
+        (
             "blue and green the same",
             base.replacen("\"hello-prod-green\"", "\"hello-prod-blue\"", 1),
             line_of(&base, "green_target_group"),

@@ -494,7 +494,7 @@ async fn until_test_traffic_pauses_with_the_lock_held_and_continue_finishes() {
     let (code, out, err) = prod.run(&["promote", "v1.2.0", "--until", "test-traffic"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("paused"), "{out}");
-    // Production untouched, the test listener on the new release, the lock kept.
+    // Production untouched, the test route on the new release, the lock kept.
     assert_eq!(
         prod.versions("us-east-1", 20)
             .await
@@ -502,14 +502,19 @@ async fn until_test_traffic_pauses_with_the_lock_held_and_continue_finishes() {
             .collect::<Vec<_>>(),
         vec!["v1.1.0"]
     );
-    let test = prod
-        .aws
-        .http
-        .get(format!("http://{}:18001/health", prod.dns["us-east-1"]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(test.json::<Value>().await.unwrap()["version"], "v1.2.0");
+    let (status, body) = prod
+        .test_listener_status("us-east-1", Some(TEST_SECRET))
+        .await;
+    assert_eq!((status, &body["version"]), (200, &Value::from("v1.2.0")));
+    // Without the secret header nobody reaches the new release: the test port answers 404.
+    for value in [None, Some("not-the-secret")] {
+        for _ in 0..10 {
+            let (status, body) = prod.test_listener_status("us-east-1", value).await;
+            assert_eq!(status, 404, "{value:?}: {body}");
+        }
+    }
+    // The secret never appears in what bluegreen prints.
+    assert!(!out.contains(TEST_SECRET) && !err.contains(TEST_SECRET));
     assert!(prod.journal_latest().await["lock"].is_string());
     // Another promote meanwhile is refused by the lock.
     let (code, _, _) = prod.run(&["promote", "v1.2.0"]);
@@ -526,6 +531,135 @@ async fn until_test_traffic_pauses_with_the_lock_held_and_continue_finishes() {
     assert!(out.contains("promoted"), "{out}");
     prod.assert_everywhere("v1.2.0").await;
     assert_eq!(prod.journal_latest().await["lock"], Value::Null);
+}
+
+/// A region as a fresh `terraform apply` leaves it (a service with no task set, production on a
+/// colour with no targets) gets its first release from `promote`: the new task set goes on the
+/// colour production does not point at, passes readiness and the test route, and production
+/// moves to it in one step; `rollback` of it takes the region off the air only with `--yes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_release_into_an_empty_region_and_its_rollback_with_yes() {
+    let hooks = "pre_traffic = [\"sh\", \"-c\", \"curl -fsS -H \\\"$BLUEGREEN_TEST_HEADER: $BLUEGREEN_TEST_HEADER_VALUE\\\" \\\"$BLUEGREEN_URL\\\" | grep -q v1.2.0\"]";
+    let prod = Prod::start_with(
+        &["us-east-1", "eu-west-1"],
+        "[[\"us-east-1\"], [\"eu-west-1\"]]",
+        FAST,
+        hooks,
+        &["eu-west-1"],
+    )
+    .await;
+    let (status, _) = prod.test_listener_status("eu-west-1", None).await;
+    assert_eq!(status, 404);
+    let off_air = prod
+        .aws
+        .http
+        .get(format!("http://{}:18000/health", prod.dns["eu-west-1"]))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(off_air, 503, "a region with no release answers 503");
+
+    let (code, out, err) = prod.run(&["plan", "v1.2.0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("eu-west-1: register a new revision of hello:1"),
+        "{out}"
+    );
+    assert!(out.contains("no live release: first deployment"), "{out}");
+    assert!(
+        out.contains("eu-west-1: production 100% on green in one step (first deployment)"),
+        "{out}"
+    );
+    let (code, out, err) = prod.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("eu-west-1: live blue"), "{out}");
+    assert!(
+        out.contains("no release: production points at blue"),
+        "{out}"
+    );
+
+    let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("[eu-west-1] preflight: no live release in eu-west-1: first deployment"),
+        "{err}"
+    );
+    assert!(err.contains("[eu-west-1] shift: first deployment"), "{err}");
+    assert!(
+        !err.contains("[eu-west-1] bake: 50%"),
+        "no split step: {err}"
+    );
+    assert!(!out.contains(TEST_SECRET) && !err.contains(TEST_SECRET));
+    prod.assert_everywhere("v1.2.0").await;
+    let state = prod.state().await;
+    assert_eq!(
+        listener_weights(&state, "eu-west-1")[0],
+        vec![0, 100],
+        "green serves"
+    );
+
+    // Rolling back a first release takes the region off the air: refused without --yes, and
+    // nothing changes.
+    let before = prod.state().await;
+    let (code, out, err) = prod.run(&["rollback"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("first release in eu-west-1"), "{err}");
+    assert!(err.contains("--yes"), "{err}");
+    assert!(err.contains("--region us-east-1"), "{err}");
+    assert_eq!(before, prod.state().await);
+
+    let (code, out, err) = prod.run(&["rollback", "--yes"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("eu-west-1: taken off the air"), "{out}");
+    let state = prod.state().await;
+    assert_eq!(
+        state["regions"]["eu-west-1"]["task_sets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "{state}"
+    );
+    assert_eq!(listener_weights(&state, "eu-west-1")[0], vec![100, 0]);
+    let versions = prod.versions("us-east-1", 10).await;
+    assert_eq!(versions.keys().collect::<Vec<_>>(), vec!["v1.1.0"]);
+}
+
+/// A first release that fails its gate goes back to where it was: off the air, no task set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_first_release_is_rolled_back_to_no_release() {
+    let prod = Prod::start_with(
+        &["us-east-1"],
+        "[[\"us-east-1\"]]",
+        FAST,
+        "",
+        &["us-east-1"],
+    )
+    .await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.1"]);
+    assert_eq!(code, 3, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains("green targets keep failing health checks"),
+        "{err}"
+    );
+    let state = prod.state().await;
+    assert_eq!(
+        state["regions"]["us-east-1"]["task_sets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "{state}"
+    );
+    assert_eq!(listener_weights(&state, "us-east-1")[0], vec![100, 0]);
+    let j = prod.journal_latest().await;
+    assert_eq!(j["outcome"], "rolled-back");
+    assert_eq!(j["lock"], Value::Null);
+    // The next promote is a first deployment again.
+    let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    prod.assert_everywhere("v1.2.0").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,7 +237,7 @@ macro_rules! fault_matrix {
 fault_matrix! {
     register_task_definition_failing_in_wave_two: "RegisterTaskDefinition", "eu-west-1", 0;
     create_task_set_failing_in_wave_two: "CreateTaskSet", "eu-west-1", 0;
-    test_listener_change_failing_in_wave_two: "ModifyListener", "eu-west-1", 0;
+    test_route_change_failing_in_wave_two: "ModifyRule", "eu-west-1", 0;
     weight_step_failing_in_wave_two: "ModifyListener", "eu-west-1", 2;
     update_service_primary_task_set_failing_in_wave_two: "UpdateServicePrimaryTaskSet", "ap-southeast-2", 0;
 }

@@ -1,6 +1,6 @@
 //! The stand-in where it is as strict as AWS and moto alone is not (tools/localaws/README.md,
-//! extensions 10-13): CreateTaskSet client tokens, request rate limits, STS sessions that end,
-//! and GitHub Actions' OIDC sign-in. The first tests drive the stand-in with the AWS SDK for Rust;
+//! extensions 10-14): CreateTaskSet client tokens, request rate limits, STS sessions that end,
+//! GitHub Actions' OIDC sign-in, and task sets only on target groups a load balancer routes to. The first tests drive the stand-in with the AWS SDK for Rust;
 //! the last ones run `bluegreen` itself against it.
 
 mod support;
@@ -181,6 +181,66 @@ async fn create_task_set_replays_a_client_token_and_refuses_it_with_other_parame
         "InvalidParameterException"
     );
     assert_eq!(code_of(&create(&tds[0], &"y".repeat(36)).await), "ok");
+}
+
+/// ECS refuses a task set whose target group no listener or rule of a load balancer forwards to
+/// (weight 0 counts as associated): what the removed Terraform provisioner raced into.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_set_needs_a_target_group_a_load_balancer_routes_to() {
+    let aws = LocalAws::start();
+    let seeded = aws
+        .seed_service(ACCOUNT_B, "us-east-1", "hello", "v1.1.0")
+        .await;
+    let out = aws
+        .bootstrap(json!({
+            "account": ACCOUNT_B, "image": seeded["image"], "app_version": "v1.1.0",
+            "repository": "hello", "test_traffic": test_traffic_spec(),
+            "regions": [region_spec("us-east-1", 18000, 1)],
+        }))
+        .await;
+    let boot = &out["regions"]["us-east-1"];
+    let cfg = aws.sdk_as(ACCOUNT_B, "us-east-1").await;
+    let ecs = aws_sdk_ecs::Client::new(&cfg);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&cfg);
+    let orphan = elb
+        .create_target_group()
+        .name("hello-orphan")
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(boot["vpc"].as_str().unwrap())
+        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_owned();
+    let create = |tg: String| {
+        ecs.create_task_set()
+            .cluster("hello-us-east-1")
+            .service("hello")
+            .task_definition(boot["task_definition_arn"].as_str().unwrap())
+            .load_balancers(
+                aws_sdk_ecs::types::LoadBalancer::builder()
+                    .target_group_arn(tg)
+                    .container_name("app")
+                    .container_port(8080)
+                    .build(),
+            )
+            .scale(Scale::builder().value(0.0).unit(ScaleUnit::Percent).build())
+            .send()
+    };
+    let refused = create(orphan.clone()).await;
+    assert_eq!(code_of(&refused), "InvalidParameterException");
+    let message = refused.unwrap_err().into_service_error().to_string();
+    assert!(
+        message.contains("does not have an associated load balancer"),
+        "{message}"
+    );
+    // Green carries weight 0 in the production listener: associated.
+    let green = boot["green_target_group_arn"].as_str().unwrap().to_owned();
+    assert_eq!(code_of(&create(green).await), "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

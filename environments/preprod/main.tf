@@ -8,11 +8,33 @@ module "us_east_1" {
   environment         = "preprod"
   region              = "us-east-1"
   vpc_cidr            = "10.40.0.0/16"
-  image               = var.image
-  app_version         = var.app_version
   desired_count       = 2
   test_listener_cidrs = var.test_listener_cidrs
+  test_header_value   = random_password.test_header.result
+  alarm_email         = var.alarm_email
   deletion_protection = var.deletion_protection
+}
+
+locals {
+  regions = [module.us_east_1]
+}
+
+# The test route's secret: the value of the test header (the region module's test_header_name,
+# [test_traffic] in bluegreen.toml). Letters and digits only: ALB header conditions compare
+# case-insensitively and read * and ? as wildcards. Rotate: terraform apply -replace=random_password.test_header
+resource "random_password" "test_header" {
+  length  = 40
+  special = false
+}
+
+# bluegreen reads it from the lock's region ([test_traffic].parameter).
+resource "aws_ssm_parameter" "test_header" {
+  #checkov:skip=CKV_AWS_337:AWS-managed key alias/aws/ssm on purpose: whoever may read the parameter may send test traffic, which reaches only the colour that is not yet live; a CMK would add a key policy to keep in step for no protection
+  region      = var.home_region
+  name        = "/bluegreen/${var.name}-preprod/test-header"
+  description = "Value of the test header that lets a request through the test listeners of ${var.name}-preprod to the colour being released"
+  type        = "SecureString"
+  value       = random_password.test_header.result
 }
 
 module "lock" {
@@ -26,15 +48,22 @@ module "lock" {
 module "github" {
   source = "../../terraform/modules/github-oidc"
 
-  repository        = var.github_repository
-  environment       = "preprod"
-  role_name         = "bluegreen-deploy-preprod"
-  listener_arns     = module.us_east_1.listener_arns
-  target_group_arns = module.us_east_1.target_group_arns
-  service_arns      = [module.us_east_1.service_arn]
-  task_role_arns    = module.us_east_1.task_role_arns
-  repository_arns   = [module.us_east_1.repository_arn]
-  lock_table_arn    = module.lock.table_arn
+  repository      = var.github_repository
+  environment     = "preprod"
+  role_name       = "bluegreen-deploy-preprod"
+  create_provider = var.create_github_oidc_provider
+  # 4 h: preprod's worst case (bluegreen plan -e preprod --output json: worst_case_seconds) is
+  # 1420 s, prod's 4290 s; the release workflow asks for that plus a margin.
+  max_session_duration       = 14400
+  operator_principals        = var.operator_principals
+  listener_arns              = flatten([for r in local.regions : r.listener_arns])
+  target_group_arns          = flatten([for r in local.regions : r.target_group_arns])
+  service_arns               = [for r in local.regions : r.service_arn]
+  task_role_arns             = flatten([for r in local.regions : r.task_role_arns])
+  repository_arns            = [for r in local.regions : r.repository_arn]
+  test_rule_arns             = [for r in local.regions : r.test_rule_arn]
+  test_header_parameter_arns = [aws_ssm_parameter.test_header.arn]
+  lock_table_arn             = module.lock.table_arn
 }
 
 # prod's deploy role reads release images from here (bluegreen's source.role_arn in prod).

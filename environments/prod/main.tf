@@ -8,10 +8,10 @@ module "us_east_1" {
   environment         = "prod"
   region              = "us-east-1"
   vpc_cidr            = "10.50.0.0/16"
-  image               = var.image
-  app_version         = var.app_version
   desired_count       = 2
   test_listener_cidrs = var.test_listener_cidrs
+  test_header_value   = random_password.test_header.result
+  alarm_email         = var.alarm_email
   deletion_protection = var.deletion_protection
   autoscaling         = { min = 2, max = 4, cpu_target = 60 }
 }
@@ -23,10 +23,10 @@ module "eu_west_1" {
   environment         = "prod"
   region              = "eu-west-1"
   vpc_cidr            = "10.51.0.0/16"
-  image               = var.image
-  app_version         = var.app_version
   desired_count       = 2
   test_listener_cidrs = var.test_listener_cidrs
+  test_header_value   = random_password.test_header.result
+  alarm_email         = var.alarm_email
   deletion_protection = var.deletion_protection
   autoscaling         = { min = 2, max = 4, cpu_target = 60 }
 }
@@ -38,16 +38,34 @@ module "ap_southeast_2" {
   environment         = "prod"
   region              = "ap-southeast-2"
   vpc_cidr            = "10.52.0.0/16"
-  image               = var.image
-  app_version         = var.app_version
   desired_count       = 2
   test_listener_cidrs = var.test_listener_cidrs
+  test_header_value   = random_password.test_header.result
+  alarm_email         = var.alarm_email
   deletion_protection = var.deletion_protection
   autoscaling         = { min = 2, max = 4, cpu_target = 60 }
 }
 
 locals {
   regions = [module.us_east_1, module.eu_west_1, module.ap_southeast_2]
+}
+
+# The test route's secret: the value of the test header (the region module's test_header_name,
+# [test_traffic] in bluegreen.toml). Letters and digits only: ALB header conditions compare
+# case-insensitively and read * and ? as wildcards. Rotate: terraform apply -replace=random_password.test_header
+resource "random_password" "test_header" {
+  length  = 40
+  special = false
+}
+
+# bluegreen reads it from the lock's region ([test_traffic].parameter).
+resource "aws_ssm_parameter" "test_header" {
+  #checkov:skip=CKV_AWS_337:AWS-managed key alias/aws/ssm on purpose: whoever may read the parameter may send test traffic, which reaches only the colour that is not yet live; a CMK would add a key policy to keep in step for no protection
+  region      = var.home_region
+  name        = "/bluegreen/${var.name}-prod/test-header"
+  description = "Value of the test header that lets a request through the test listeners of ${var.name}-prod to the colour being released"
+  type        = "SecureString"
+  value       = random_password.test_header.result
 }
 
 module "lock" {
@@ -61,15 +79,23 @@ module "lock" {
 module "github" {
   source = "../../terraform/modules/github-oidc"
 
-  repository             = var.github_repository
-  environment            = "production"
-  role_name              = "bluegreen-deploy-prod"
-  listener_arns          = flatten([for r in local.regions : r.listener_arns])
-  target_group_arns      = flatten([for r in local.regions : r.target_group_arns])
-  service_arns           = [for r in local.regions : r.service_arn]
-  task_role_arns         = flatten([for r in local.regions : r.task_role_arns])
-  repository_arns        = [for r in local.regions : r.repository_arn]
-  source_repository_arns = [var.source_repository_arn]
-  assume_role_arns       = [var.source_read_role_arn]
-  lock_table_arn         = module.lock.table_arn
+  repository      = var.github_repository
+  environment     = "production"
+  role_name       = "bluegreen-deploy-prod"
+  create_provider = var.create_github_oidc_provider
+  # 4 h: prod's worst case (bluegreen plan -e prod --output json: worst_case_seconds) is 4290 s:
+  # two waves of 10m ready + 30s test + bakes 5m, 5m, 10m (+ a 5s poll each), plus 10m for the
+  # copy and cleanup. The release workflow asks for that plus a margin.
+  max_session_duration       = 14400
+  operator_principals        = var.operator_principals
+  listener_arns              = flatten([for r in local.regions : r.listener_arns])
+  target_group_arns          = flatten([for r in local.regions : r.target_group_arns])
+  service_arns               = [for r in local.regions : r.service_arn]
+  task_role_arns             = flatten([for r in local.regions : r.task_role_arns])
+  repository_arns            = [for r in local.regions : r.repository_arn]
+  source_repository_arns     = [var.source_repository_arn]
+  assume_role_arns           = [var.source_read_role_arn]
+  test_rule_arns             = [for r in local.regions : r.test_rule_arn]
+  test_header_parameter_arns = [aws_ssm_parameter.test_header.arn]
+  lock_table_arn             = module.lock.table_arn
 }

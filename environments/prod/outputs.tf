@@ -16,3 +16,18 @@ output "alb_dns_names" {
     "ap-southeast-2" = module.ap_southeast_2.alb_dns_name
   }
 }
+
+output "test_header_parameter" {
+  description = "SSM parameter (home region) with the test header's secret ([test_traffic].parameter)."
+  value       = aws_ssm_parameter.test_header.name
+}
+
+output "alarm_topic_arns" {
+  description = "SNS topic of each region's alarms (ALARM and OK notifications; the on_rollback hook example publishes to it)."
+  value       = { for r in local.regions : r.metric_dimensions.region => r.alarm_topic_arn }
+}
+
+output "dashboard_url" {
+  description = "The environment's CloudWatch dashboard."
+  value       = "https://${var.home_region}.console.aws.amazon.com/cloudwatch/home?region=${var.home_region}#dashboards/dashboard/${aws_cloudwatch_dashboard.this.dashboard_name}"
+}

@@ -13,19 +13,28 @@ variable "github_repository" {
   type        = string
 }
 
-variable "image" {
-  description = "Image of the first task set (bootstrap only; bluegreen owns later releases)."
-  type        = string
+variable "create_github_oidc_provider" {
+  description = "Create this account's GitHub OIDC provider (token.actions.githubusercontent.com). Most accounts already have one, and an account holds only one: `aws iam list-open-id-connect-providers` lists it; then keep false and the deploy role uses it. true only in an account without one; infra.yml needs it to authenticate at all, so that first apply runs from a workstation."
+  type        = bool
+  default     = false
 }
 
-variable "app_version" {
-  description = "Version of that first image."
-  type        = string
+variable "operator_principals" {
+  description = "IAM principal ARNs or ArnLike patterns of the engineers who may assume the deploy role from a workstation (on call: bluegreen status, rollback, unlock), e.g. arn:aws:iam::222222222222:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_Deployer_*. Empty: GitHub Actions only."
+  type        = list(string)
+  default     = []
 }
 
 variable "test_listener_cidrs" {
-  description = "CIDRs allowed on the test listener (deployers, CI egress)."
+  description = "CIDRs allowed on the test listeners. Anywhere by default: only requests with the secret test header get past their fixed 404, and they reach only the colour not yet live."
   type        = list(string)
+  default     = ["0.0.0.0/0"]
+}
+
+variable "alarm_email" {
+  description = "E-mail address subscribed to every region's alarm topic; null subscribes nobody."
+  type        = string
+  default     = null
 }
 
 variable "source_read_role_arn" {

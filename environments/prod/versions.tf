@@ -6,6 +6,11 @@ terraform {
       source  = "hashicorp/aws"
       version = ">= 6.0, < 7.0"
     }
+    # The test header's secret.
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.6, < 4.0"
+    }
   }
 
   # State in S3 with S3-native locking; bucket and key come from backend.hcl:

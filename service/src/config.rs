@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::cors::Cors;
+
 /// Everything the service needs to know about where it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -14,6 +16,8 @@ pub struct Config {
     /// (`stopTimeout`) before SIGKILL, so the default stays well below it.
     pub drain_timeout: Duration,
     pub rate_limit: Option<RateLimit>,
+    /// Origins whose pages may read the answers (`CORS_ALLOWED_ORIGINS`); `None`: no CORS.
+    pub cors: Option<Cors>,
 }
 
 /// What every answer tells the caller about the release that produced it.
@@ -53,7 +57,8 @@ impl Config {
     /// Reads configuration through `lookup`, so tests need not touch the process environment.
     ///
     /// Variables: `PORT`, `BIND_ADDR`, `APP_VERSION`, `AWS_REGION` (or `AWS_DEFAULT_REGION`),
-    /// `HOSTNAME`, `DRAIN_TIMEOUT`, `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`.
+    /// `HOSTNAME`, `DRAIN_TIMEOUT`, `RATE_LIMIT_PER_SECOND`, `RATE_LIMIT_BURST`,
+    /// `CORS_ALLOWED_ORIGINS`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         // An empty variable is treated as unset: ECS task definitions and shells both produce them.
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
@@ -146,6 +151,16 @@ impl Config {
             }
         };
 
+        let cors = match get("CORS_ALLOWED_ORIGINS") {
+            None => None,
+            Some(v) => Some(Cors::parse(&v).map_err(|_| ConfigError::Invalid {
+                name: "CORS_ALLOWED_ORIGINS",
+                value: v,
+                expected: "* or a comma-separated list of origins as browsers send them, e.g. \
+                           https://app.example.com,http://localhost:3000 (no path, no trailing slash)",
+            })?),
+        };
+
         Ok(Config {
             bind: SocketAddr::new(ip, port),
             info: AppInfo {
@@ -155,6 +170,7 @@ impl Config {
             },
             drain_timeout,
             rate_limit,
+            cors,
         })
     }
 }
@@ -181,6 +197,7 @@ mod tests {
         assert_eq!(c.info.instance, "h1");
         assert_eq!(c.drain_timeout, Duration::from_secs(10));
         assert_eq!(c.rate_limit, None);
+        assert_eq!(c.cors, None);
     }
 
     #[test]
@@ -193,8 +210,13 @@ mod tests {
             ("HOSTNAME", "task-1"),
             ("DRAIN_TIMEOUT", "2500ms"),
             ("RATE_LIMIT_PER_SECOND", "5"),
+            ("CORS_ALLOWED_ORIGINS", "https://app.example.com"),
         ])
         .unwrap();
+        assert_eq!(
+            c.cors,
+            Some(Cors::Origins(vec!["https://app.example.com".into()]))
+        );
         assert_eq!(c.bind, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.info.version, "v1.2.0");
         assert_eq!(c.info.region, "eu-west-1");
@@ -229,6 +251,10 @@ mod tests {
                 "RATE_LIMIT_PER_SECOND",
             ),
             (vec![("RATE_LIMIT_BURST", "3")], "RATE_LIMIT_BURST"),
+            (
+                vec![("CORS_ALLOWED_ORIGINS", "https://a.example.com/")],
+                "CORS_ALLOWED_ORIGINS",
+            ),
         ] {
             let err = load(&vars).unwrap_err();
             let ConfigError::Invalid { name: got, .. } = &err;

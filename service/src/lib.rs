@@ -2,6 +2,7 @@
 //! (version) and the region that produced it, so a deployment can be verified from outside.
 
 pub mod config;
+pub mod cors;
 pub mod healthcheck;
 pub mod ratelimit;
 
@@ -14,6 +15,7 @@ use salvo::prelude::*;
 use serde_json::json;
 
 pub use config::{AppInfo, Config, ConfigError, RateLimit};
+pub use cors::Cors;
 use ratelimit::{Decision, Limiter, client_key};
 
 /// The header every response carries, so a client (or `curl -I`) sees which release answered.
@@ -51,14 +53,20 @@ pub fn router(info: &AppInfo) -> Router {
 }
 
 /// The whole service: routes plus logging, security headers, optional rate limiting and
-/// JSON errors, applied to every request including unknown paths.
+/// JSON errors, applied to every request including unknown paths. No CORS.
 pub fn service(info: AppInfo, rate_limit: Option<RateLimit>) -> Service {
+    service_with(info, rate_limit, None)
+}
+
+/// [`service`] with cross-origin reads allowed as `cors` says (see [`cors`]).
+pub fn service_with(info: AppInfo, rate_limit: Option<RateLimit>, cors: Option<Cors>) -> Service {
     let version = HeaderValue::from_str(&info.version)
         .expect("Config validated APP_VERSION as a header value");
     Service::new(router(&info)).hoop(Edge {
         info,
         version,
         limiter: rate_limit.map(Limiter::new),
+        cors,
     })
 }
 
@@ -79,7 +87,11 @@ pub async fn serve(
         handle.stop_graceful(Some(drain));
     });
     server
-        .try_serve(service(config.info.clone(), config.rate_limit))
+        .try_serve(service_with(
+            config.info.clone(),
+            config.rate_limit,
+            config.cors.clone(),
+        ))
         .await
 }
 
@@ -110,12 +122,14 @@ impl Handler for JsonBody {
     }
 }
 
-/// What every request passes through, in order: rate limit, the route, JSON for any error
-/// without a body, the version and security headers, and one access-log line.
+/// What every request passes through, in order: rate limit, a CORS preflight or the route,
+/// JSON for any error without a body, the version, security and CORS headers, and one
+/// access-log line.
 struct Edge {
     info: AppInfo,
     version: HeaderValue,
     limiter: Option<Limiter>,
+    cors: Option<Cors>,
 }
 
 #[async_trait]
@@ -145,11 +159,28 @@ impl Handler for Edge {
             (Some(limiter), Some(client)) => limiter.check(client, started),
             _ => Decision::Allow,
         };
-        match decision {
-            Decision::Allow => {
+        let preflight = self
+            .cors
+            .as_ref()
+            .filter(|_| cors::is_preflight(req.method(), req.headers()));
+        match (decision, preflight) {
+            // Answered here: the routes serve no OPTIONS.
+            (Decision::Allow, Some(c)) => {
+                ctrl.skip_rest();
+                match c.preflight(req.headers()) {
+                    Some(headers) => {
+                        res.status_code(StatusCode::NO_CONTENT);
+                        res.headers_mut().extend(headers);
+                    }
+                    None => {
+                        res.status_code(StatusCode::FORBIDDEN);
+                    }
+                }
+            }
+            (Decision::Allow, None) => {
                 ctrl.call_next(req, depot, res).await;
             }
-            Decision::Deny { retry_after } => {
+            (Decision::Deny { retry_after }, _) => {
                 ctrl.skip_rest();
                 let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 res.status_code(StatusCode::TOO_MANY_REQUESTS);
@@ -197,6 +228,9 @@ impl Handler for Edge {
                 header::STRICT_TRANSPORT_SECURITY,
                 HeaderValue::from_static(HSTS),
             );
+        }
+        if let (Some(c), None) = (&self.cors, preflight) {
+            c.response_headers(req.headers(), headers);
         }
 
         if log_enabled {

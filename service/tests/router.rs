@@ -188,3 +188,126 @@ async fn rate_limit_ignores_a_forged_leftmost_forwarded_for() {
         .await;
     assert_eq!(second.status_code, Some(StatusCode::TOO_MANY_REQUESTS));
 }
+
+// ---- CORS (CORS_ALLOWED_ORIGINS) ----------------------------------------------------------
+
+const PAGE: &str = "https://app.example.com";
+
+fn cors_app(allowed: &str) -> Service {
+    service::service_with(info(), None, Some(service::Cors::parse(allowed).unwrap()))
+}
+
+async fn preflight(
+    svc: &Service,
+    origin: &str,
+    method: &str,
+    headers: Option<&str>,
+) -> salvo::Response {
+    let mut req = TestClient::options(format!("{BASE}/hello"))
+        .add_header("origin", origin, true)
+        .add_header("access-control-request-method", method, true);
+    if let Some(h) = headers {
+        req = req.add_header("access-control-request-headers", h, true);
+    }
+    req.send(svc).await
+}
+
+#[tokio::test]
+async fn without_cors_configured_no_cors_headers_and_options_is_405() {
+    let svc = app();
+    let res = TestClient::get(format!("{BASE}/hello"))
+        .add_header("origin", PAGE, true)
+        .send(&svc)
+        .await;
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+    assert!(!res.headers().contains_key("vary"));
+    let res = preflight(&svc, PAGE, "GET", None).await;
+    assert_eq!(res.status_code, Some(StatusCode::METHOD_NOT_ALLOWED));
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn an_allowed_origin_reads_answers_and_the_version_header() {
+    let svc = cors_app("https://app.example.com, http://localhost:3000");
+    for path in ["/", "/hello", "/health", "/missing"] {
+        let res = TestClient::get(format!("{BASE}{path}"))
+            .add_header("origin", PAGE, true)
+            .send(&svc)
+            .await;
+        let h = res.headers();
+        assert_eq!(h["access-control-allow-origin"], PAGE, "{path}");
+        assert_eq!(h["access-control-expose-headers"], VERSION_HEADER, "{path}");
+        assert_eq!(h["vary"], "origin", "{path}");
+        assert!(
+            !h.contains_key("access-control-allow-credentials"),
+            "{path}"
+        );
+        assert_eq!(h[VERSION_HEADER], "v1.2.0", "{path}");
+    }
+    // Another origin gets no permission (the browser hides the answer), but the same Vary.
+    let res = TestClient::get(format!("{BASE}/hello"))
+        .add_header("origin", "https://evil.example.com", true)
+        .send(&svc)
+        .await;
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+    assert_eq!(res.headers()["vary"], "origin");
+    // No Origin: a same-origin or non-browser request, answered as always.
+    let res = TestClient::get(format!("{BASE}/hello")).send(&svc).await;
+    assert_eq!(res.status_code, Some(StatusCode::OK));
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn preflights_are_answered_per_the_fetch_standard() {
+    let svc = cors_app(PAGE);
+    let res = preflight(&svc, PAGE, "GET", Some("content-type, x-request-id")).await;
+    assert_eq!(res.status_code, Some(StatusCode::NO_CONTENT));
+    let h = res.headers();
+    assert_eq!(h["access-control-allow-origin"], PAGE);
+    assert_eq!(h["access-control-allow-methods"], "GET, HEAD, OPTIONS");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "content-type, x-request-id"
+    );
+    assert_eq!(h["access-control-max-age"], "600");
+    assert!(
+        h["vary"]
+            .to_str()
+            .unwrap()
+            .contains("access-control-request-method")
+    );
+    assert_eq!(h[VERSION_HEADER], "v1.2.0");
+
+    // A method the API does not serve: the allowed methods say so and the browser stops.
+    let res = preflight(&svc, PAGE, "DELETE", None).await;
+    assert_eq!(
+        res.headers()["access-control-allow-methods"],
+        "GET, HEAD, OPTIONS"
+    );
+    // An origin not on the list: 403 and no CORS headers.
+    let mut res = preflight(&svc, "https://evil.example.com", "GET", None).await;
+    assert_eq!(res.status_code, Some(StatusCode::FORBIDDEN));
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+    let body: Value = res.take_json().await.unwrap();
+    assert_eq!(body["status"], 403);
+    // An OPTIONS without Access-Control-Request-Method is not a preflight.
+    let res = TestClient::options(format!("{BASE}/hello"))
+        .add_header("origin", PAGE, true)
+        .send(&svc)
+        .await;
+    assert_eq!(res.status_code, Some(StatusCode::METHOD_NOT_ALLOWED));
+}
+
+#[tokio::test]
+async fn any_origin_with_star() {
+    let svc = cors_app("*");
+    let res = TestClient::get(format!("{BASE}/hello"))
+        .add_header("origin", "https://anything.example", true)
+        .send(&svc)
+        .await;
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    assert!(!res.headers().contains_key("vary"));
+    let res = preflight(&svc, "https://anything.example", "GET", None).await;
+    assert_eq!(res.status_code, Some(StatusCode::NO_CONTENT));
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+}

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import pathlib
+import secrets
 import shlex
 import shutil
 import signal
@@ -115,10 +116,13 @@ class Demo:
                     "load_balancer": c["load_balancer"], "listener_port": c["listener_port"],
                     "test_listener_port": c["test_listener_port"], "blue_target_group": c["blue_target_group"],
                     "green_target_group": c["green_target_group"], "alarms": c.get("alarms", []),
-                    "desired_count": 2} for r, c in cfg["regions"].items()]
+                    "desired_count": 2, "family": c.get("task_family")} for r, c in cfg["regions"].items()]
+        # The test route's secret: Terraform generates one per environment; the demo makes its own.
+        secret = secrets.token_hex(20)
         out = self.control("bootstrap", {"account": cfg["account_id"], "image": image, "app_version": "v1.1.0",
                                          "repository": cfg["target"]["repository"],
                                          "lock_table": {"name": cfg["lock"]["table"], "region": cfg["lock"]["region"]},
+                                         "test_traffic": {**cfg["test_traffic"], "value": secret},
                                          "regions": regions})
         self.albs[env] = {r: f"{x['dns_name']}:{cfg['regions'][r]['listener_port']}" for r, x in out["regions"].items()}
         note(f"{env}: account {cfg['account_id']}, " + ", ".join(f"{r} ALB {a}" for r, a in self.albs[env].items()))

@@ -1,8 +1,11 @@
 """Topology bootstrap: creates, through the AWS API of the stand-in and as each environment's own
 account, what bluegreen's Terraform creates per region (terraform/modules/region): VPC and two
 subnets, ALB with production and test listeners, twin target groups, ECS cluster and a service with
-the EXTERNAL deployment controller running an initial task set on blue at 100%, the ECR repository
-(IMMUTABLE, scan on push), the alarms, and the environment's lock table in its home region.
+the EXTERNAL deployment controller running an initial task set on blue at 100% (none with
+"empty": a region as a fresh `terraform apply` leaves it, before its first release), the ECR
+repository (IMMUTABLE, scan on push), the alarms, the environment's lock table in its home region,
+and the test route: the test listener answers a fixed 404 unless a rule's http-header condition
+matches the environment's secret, kept as a SecureString SSM parameter in the lock's region.
 
 Spec (JSON):
 {
@@ -11,11 +14,14 @@ Spec (JSON):
   "app_version": "v1.1.0",
   "repository": "hello",
   "lock_table": {"name": "bluegreen-preprod", "region": "us-east-1"},
+  "test_traffic": {"header": "X-Bluegreen-Test", "parameter": "/bluegreen/hello-preprod/test-header",
+                   "value": "<secret>", "region": optional},  # default: lock_table's region
   "regions": [{"region": "us-east-1", "cluster": "…", "service": "…", "load_balancer": "…",
                "listener_port": 18000, "test_listener_port": 18001,
                "blue_target_group": "…", "green_target_group": "…",
                "alarms": ["…"], "desired_count": 2, "container_port": 8080, "family": "…",
-               "image": optional per-region override of the live image}]
+               "image": optional per-region override of the live image,
+               "empty": optional, true for a region with no task set (no live release yet)}]
 }
 """
 
@@ -54,6 +60,12 @@ def run(endpoint: str, spec: dict[str, Any]) -> dict[str, Any]:
                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
                                         {"AttributeName": "sk", "KeyType": "RANGE"}])
         out["lock_table"] = lock
+    test = spec.get("test_traffic")
+    if test:
+        home = test.get("region") or (lock or {}).get("region") or spec["regions"][0]["region"]
+        ssm = session_for(endpoint, account, home).client("ssm", endpoint_url=endpoint, config=cfg)
+        ssm.put_parameter(Name=test["parameter"], Value=test["value"], Type="SecureString", Overwrite=True)
+        out["test_traffic"] = test
     for r in spec["regions"]:
         out["regions"][r["region"]] = _region(endpoint, account, spec, r, cfg)
     return out
@@ -88,8 +100,20 @@ def _region(endpoint: str, account: str, spec: dict[str, Any], r: dict[str, Any]
         {"TargetGroupArn": tgs["blue"], "Weight": 100}, {"TargetGroupArn": tgs["green"], "Weight": 0}]}}
     prod = elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP",
                                Port=int(r["listener_port"]), DefaultActions=[forward])["Listeners"][0]
+    # As terraform/modules/region: the test port answers 404 unless the secret header matches.
+    not_found = {"Type": "fixed-response", "FixedResponseConfig": {
+        "StatusCode": "404", "ContentType": "text/plain", "MessageBody": "not found"}}
+    test_traffic = spec.get("test_traffic")
     test = elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP",
-                               Port=int(r["test_listener_port"]), DefaultActions=[forward])["Listeners"][0]
+                               Port=int(r["test_listener_port"]),
+                               DefaultActions=[not_found if test_traffic else forward])["Listeners"][0]
+    test_rule = None
+    if test_traffic:
+        test_rule = elb.create_rule(
+            ListenerArn=test["ListenerArn"], Priority=1, Actions=[forward],
+            Conditions=[{"Field": "http-header", "HttpHeaderConfig": {
+                "HttpHeaderName": test_traffic["header"], "Values": [test_traffic["value"]]}}],
+        )["Rules"][0]["RuleArn"]
 
     image = r.get("image") or spec["image"]
     ecs.create_cluster(clusterName=r["cluster"], settings=[{"name": "containerInsights", "value": "enabled"}])
@@ -101,14 +125,21 @@ def _region(endpoint: str, account: str, spec: dict[str, Any], r: dict[str, Any]
                                "environment": [{"name": "APP_VERSION", "value": spec.get("app_version", "")}]}],
     )["taskDefinition"]["taskDefinitionArn"]
     network = {"awsvpcConfiguration": {"subnets": subnets, "securityGroups": [sg], "assignPublicIp": "ENABLED"}}
+    # As terraform/modules/region, the service's tags say where a first task set runs (with the
+    # EXTERNAL controller the network configuration lives on task sets).
+    placement = [{"key": "bluegreen:subnets", "value": " ".join(subnets)},
+                 {"key": "bluegreen:security-groups", "value": sg},
+                 {"key": "bluegreen:assign-public-ip", "value": "ENABLED"},
+                 {"key": "bluegreen:launch-type", "value": "FARGATE"}]
     ecs.create_service(cluster=r["cluster"], serviceName=r["service"], desiredCount=int(r.get("desired_count", 2)),
-                       deploymentController={"type": "EXTERNAL"})
-    ts = ecs.create_task_set(
+                       deploymentController={"type": "EXTERNAL"}, tags=placement)
+    ts = None if r.get("empty") else ecs.create_task_set(
         cluster=r["cluster"], service=r["service"], taskDefinition=td, launchType="FARGATE",
         networkConfiguration=network, scale={"value": 100.0, "unit": "PERCENT"},
         loadBalancers=[{"targetGroupArn": tgs["blue"], "containerName": "app", "containerPort": port}],
     )["taskSet"]["taskSetArn"]
-    ecs.update_service_primary_task_set(cluster=r["cluster"], service=r["service"], primaryTaskSet=ts)
+    if ts:
+        ecs.update_service_primary_task_set(cluster=r["cluster"], service=r["service"], primaryTaskSet=ts)
 
     repo = spec.get("repository")
     if repo and repo not in [x["repositoryName"] for x in ecr.describe_repositories()["repositories"]]:
@@ -121,5 +152,6 @@ def _region(endpoint: str, account: str, spec: dict[str, Any], r: dict[str, Any]
         cw.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="bootstrap")
     return {"load_balancer_arn": lb["LoadBalancerArn"], "dns_name": lb["DNSName"],
             "listener_arn": prod["ListenerArn"], "test_listener_arn": test["ListenerArn"],
+            "test_rule_arn": test_rule,
             "blue_target_group_arn": tgs["blue"], "green_target_group_arn": tgs["green"],
             "task_definition_arn": td, "task_set_arn": ts, "vpc": vpc, "subnets": subnets, "security_group": sg}

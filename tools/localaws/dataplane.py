@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fnmatch
+import logging
 import random
 import threading
 import time
@@ -53,6 +55,51 @@ def _target_groups():
         for region, backend in list(regions.items()):
             for arn, tg in list(backend.target_groups.items()):
                 yield account, region, arn, tg
+
+
+# ---- listener rules (extension 14) ---------------------------------------------------------------
+# An ALB evaluates a listener's rules in priority order, lowest first, and the default action
+# last. An http-header condition matches when the header (name compared case-insensitively) has
+# a value matching one of the condition's values: compared case-insensitively, `*` matching any
+# run of characters and `?` exactly one. moto stores rules but routes nothing; this is the part
+# of ALB routing bluegreen's test route depends on (tools/localaws/README.md, extension 14).
+
+def _action_for(listener: Any, headers: Any, path: str) -> dict[str, Any]:
+    """The first action of the rule that matches, or the listener's default action."""
+    rules = sorted(listener._non_default_rules.values(), key=lambda r: int(r.priority))
+    for rule in rules:
+        if rule.actions and all(_condition_matches(c, headers, path) for c in rule.conditions):
+            return rule.actions[0].data
+    return listener.default_actions[0].data
+
+
+def _condition_matches(condition: dict[str, Any], headers: Any, path: str) -> bool:
+    field = condition.get("Field")
+    if field == "http-header":
+        config = condition.get("HttpHeaderConfig") or {}
+        patterns = config.get("Values") or []
+        values = headers.getall(config.get("HttpHeaderName", ""), [])
+        return any(_wildcard(p, v) for p in patterns for v in values)
+    if field == "path-pattern":
+        patterns = (condition.get("PathPatternConfig") or {}).get("Values") or condition.get("Values") or []
+        # Path patterns, unlike header values, are case-sensitive.
+        return any(fnmatch.fnmatchcase(path, _glob(p)) for p in patterns)
+    # A condition the stand-in does not evaluate never matches: its rule is skipped, loudly.
+    _unserved(field)
+    return False
+
+
+def _glob(pattern: str) -> str:
+    """An ALB pattern as an fnmatch one: only * and ? are special; [ and ] are literal."""
+    return pattern.replace("[", "[[]")
+
+
+def _wildcard(pattern: str, value: str) -> bool:
+    return fnmatch.fnmatchcase(value.lower(), _glob(pattern.lower()))
+
+
+def _unserved(field: str | None) -> None:
+    logging.getLogger("localaws.dataplane").error("listener rule condition %s is not evaluated locally", field)
 
 
 def _code_matches(matcher: dict[str, Any] | None, code: int) -> bool:
@@ -217,7 +264,8 @@ class Dataplane:
             return await self._proxy(account, region, listener_arn, request)
         return handle
 
-    def _pick(self, account: str, region: str, listener_arn: str) -> tuple[str, int] | web.Response:
+    def _pick(self, account: str, region: str, listener_arn: str,
+              headers: "web.BaseRequest.headers", path: str) -> tuple[str, int] | web.Response:
         backend = elbv2_backends[account][region]
         listener = None
         for lb in backend.load_balancers.values():
@@ -226,7 +274,11 @@ class Dataplane:
                     listener = candidate
         if listener is None or not listener.default_actions:
             return web.Response(status=503, text="listener has no action")
-        action = listener.default_actions[0].data
+        action = _action_for(listener, headers, path)
+        if action.get("Type") == "fixed-response":
+            fixed = action.get("FixedResponseConfig") or {}
+            return web.Response(status=int(fixed.get("StatusCode", 503)), text=fixed.get("MessageBody", ""),
+                                content_type=fixed.get("ContentType") or "text/plain")
         if action.get("Type") != "forward":
             return web.Response(status=503, text=f"listener action {action.get('Type')} is not served locally")
         groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or []
@@ -248,7 +300,7 @@ class Dataplane:
         return pool[n % len(pool)]
 
     async def _proxy(self, account: str, region: str, listener_arn: str, request: web.Request) -> web.StreamResponse:
-        picked = self._pick(account, region, listener_arn)
+        picked = self._pick(account, region, listener_arn, request.headers, request.path)
         if isinstance(picked, web.Response):
             return picked
         ip, port = picked

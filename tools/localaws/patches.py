@@ -16,7 +16,7 @@ from moto.ecr.exceptions import ImageAlreadyExistsException, InvalidParameterExc
 from moto.ecr.responses import ECRResponse
 from moto.ecs import exceptions as ecs_exceptions
 from moto.ecs.models import EC2ContainerServiceBackend
-from moto.elbv2.models import ELBv2Backend, FakeHealthStatus
+from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, elbv2_backends
 
 from . import oci
 from .dataplane import Dataplane
@@ -43,6 +43,12 @@ def _patch_ecs() -> None:
     original = EC2ContainerServiceBackend.create_task_set
 
     def create_task_set(self: Any, *args: Any, scale: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        # Extension 14: a task set's target group must be one a load balancer routes to.
+        for lb in kwargs.get("load_balancers") or []:
+            arn = lb.get("targetGroupArn")
+            if arn and not _routed_to(self.account_id, self.region_name, arn):
+                raise ecs_exceptions.InvalidParameterException(
+                    f"The target group with targetGroupArn {arn} does not have an associated load balancer.")
         # moto would call run_task for the scale; the reconciler (tasks.py) starts real tasks instead.
         ts = original(self, *args, scale=None, **kwargs)
         ts.scale = scale or {"value": 100.0, "unit": "PERCENT"}
@@ -51,6 +57,23 @@ def _patch_ecs() -> None:
         return ts
 
     EC2ContainerServiceBackend.create_task_set = create_task_set
+
+
+def _routed_to(account: str, region: str, target_group_arn: str) -> bool:
+    """Whether a listener's default action or rule of an ALB in the region forwards to the target
+    group (weight 0 counts: the group is associated). Read from the live listeners and rules,
+    not moto's `LoadBalancerArns`, which ModifyListener and ModifyRule do not keep in step."""
+    backend = elbv2_backends[account][region]
+    for lb in backend.load_balancers.values():
+        for listener in lb.listeners.values():
+            for rule in listener.rules.values():
+                for action in rule.actions:
+                    data = action.data
+                    groups = (data.get("ForwardConfig") or {}).get("TargetGroups") or []
+                    if data.get("TargetGroupArn") == target_group_arn or any(
+                            g.get("TargetGroupArn") == target_group_arn for g in groups):
+                        return True
+    return False
 
 
 def _patch_elbv2(addresses: Addresses, dataplane: Dataplane) -> None:

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{
-    DeploymentControllerType, KeyValuePair, LoadBalancer, Scale, ScaleUnit, StabilityStatus,
+    AssignPublicIp, AwsVpcConfiguration, DeploymentControllerType, KeyValuePair, LaunchType,
+    LoadBalancer, NetworkConfiguration, Scale, ScaleUnit, ServiceField, StabilityStatus,
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -13,6 +14,14 @@ use super::{CallError, RegionClients};
 
 /// The environment variable through which the app learns its release.
 pub const VERSION_VAR: &str = "APP_VERSION";
+
+/// The service tags that say where a region's first task set runs (terraform/modules/region
+/// sets them): with the EXTERNAL controller the network lives on task sets, and before the first
+/// release there is none to copy it from. Tag values cannot hold commas: ids are space-separated.
+pub const SUBNETS_TAG: &str = "bluegreen:subnets";
+pub const SECURITY_GROUPS_TAG: &str = "bluegreen:security-groups";
+pub const PUBLIC_IP_TAG: &str = "bluegreen:assign-public-ip";
+pub const LAUNCH_TYPE_TAG: &str = "bluegreen:launch-type";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskSet {
@@ -44,7 +53,56 @@ pub struct Service {
     launch_type: Option<aws_sdk_ecs::types::LaunchType>,
 }
 
+/// Where a task set runs: from the service's task sets, else from its tags (see `SUBNETS_TAG`).
+fn placement(
+    svc: &aws_sdk_ecs::types::Service,
+    sets: &[aws_sdk_ecs::types::TaskSet],
+) -> (Option<NetworkConfiguration>, Option<LaunchType>) {
+    if let Some(t) = sets.first() {
+        return (t.network_configuration().cloned(), t.launch_type().cloned());
+    }
+    let tag = |k: &str| {
+        svc.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_owned)
+    };
+    let ids = |k: &str| -> Vec<String> {
+        tag(k)
+            .map(|v| v.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let subnets = ids(SUBNETS_TAG);
+    let network = (!subnets.is_empty()).then(|| {
+        let public = tag(PUBLIC_IP_TAG).is_some_and(|v| v.eq_ignore_ascii_case("ENABLED"));
+        let vpc = AwsVpcConfiguration::builder()
+            .set_subnets(Some(subnets))
+            .set_security_groups(Some(ids(SECURITY_GROUPS_TAG)))
+            .assign_public_ip(if public {
+                AssignPublicIp::Enabled
+            } else {
+                AssignPublicIp::Disabled
+            })
+            .build()
+            .expect("subnets are set");
+        NetworkConfiguration::builder()
+            .awsvpc_configuration(vpc)
+            .build()
+    });
+    let launch = Some(LaunchType::from(
+        tag(LAUNCH_TYPE_TAG).as_deref().unwrap_or("FARGATE"),
+    ));
+    (network, launch)
+}
+
 impl Service {
+    /// Whether a new task set knows where to run (a network configuration from a task set or
+    /// from the service's tags).
+    pub fn has_placement(&self) -> bool {
+        self.network.is_some()
+    }
+
     /// The task set serving `target_group`, preferring the PRIMARY one.
     pub fn task_set_on(&self, target_group: &str) -> Option<&TaskSet> {
         let mut on: Vec<&TaskSet> = self
@@ -134,6 +192,7 @@ pub async fn describe(
         .describe_services()
         .cluster(cluster)
         .services(service)
+        .include(ServiceField::Tags)
         .send()
         .await;
     let out = match out {
@@ -181,12 +240,13 @@ pub async fn describe(
         .await
         .map_err(|e| CallError::new("DescribeTaskSets", &c.region, &e))?;
     let raw = sets.task_sets();
+    let (network, launch_type) = placement(svc, raw);
     Ok(Service {
         arn: svc.service_arn().unwrap_or_default().to_owned(),
         desired_count: svc.desired_count(),
         task_sets: raw.iter().map(task_set_of).collect(),
-        network: raw.first().and_then(|t| t.network_configuration().cloned()),
-        launch_type: raw.first().and_then(|t| t.launch_type().cloned()),
+        network,
+        launch_type,
     })
 }
 
@@ -197,6 +257,9 @@ pub struct Release {
     pub container: String,
     pub image: String,
     pub version: Option<String>,
+    /// The container's first port mapping: the port a first task set registers with its
+    /// target group.
+    pub port: Option<i32>,
 }
 
 pub async fn release_of(
@@ -219,6 +282,7 @@ pub async fn release_of(
             .find(|kv| kv.name() == Some(VERSION_VAR))
             .and_then(|kv| kv.value())
             .map(str::to_owned),
+        port: def.port_mappings().first().and_then(|m| m.container_port()),
     })
 }
 

@@ -1,10 +1,11 @@
-//! The ALB side of a region: its production and test listeners, the twin target groups, the
-//! weighted forward that says which colour is live, and target health.
+//! The ALB side of a region: its production listener, the test listener and its header rule,
+//! the twin target groups, the weighted forwards that say which colour is live and which one
+//! test traffic reaches, and target health.
 
 use std::fmt;
 
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, TargetGroupTuple, TargetHealthStateEnum,
+    Action, ActionTypeEnum, ForwardActionConfig, Rule, TargetGroupTuple, TargetHealthStateEnum,
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -59,6 +60,12 @@ pub struct Topology {
     pub listener_port: u16,
     pub test_listener_arn: String,
     pub test_listener_port: u16,
+    /// The test listener's rule that forwards requests carrying the test header (`None`: the
+    /// listener has none, which `check_test_route` refuses before a promote).
+    pub test_rule_arn: Option<String>,
+    /// The test listener's default action forwards to a target group: requests without the
+    /// header would reach a colour (`check_test_route` refuses it).
+    pub test_default_forwards: bool,
     pub blue_target_group_arn: String,
     pub green_target_group_arn: String,
 }
@@ -149,6 +156,18 @@ pub enum ElbError {
         green: String,
         found: String,
     },
+    #[error(
+        "the test listener on port {port} of {load_balancer} in {region} {problem}; test traffic must \
+         reach the new colour only with the {header} header: apply terraform/modules/region (its \
+         test listener answers 404 unless a rule's http-header condition matches the secret)"
+    )]
+    TestRoute {
+        region: String,
+        load_balancer: String,
+        port: u16,
+        header: String,
+        problem: String,
+    },
     #[error("refusing to set weights {weights} in {region}: they must sum to 100")]
     BadWeights { region: String, weights: Weights },
     #[error(transparent)]
@@ -210,6 +229,13 @@ pub async fn discover(c: &RegionClients, plan: &RegionPlan) -> Result<Topology, 
         "test listener",
         "test_listener_port",
     )?;
+    let test_default_forwards = listeners
+        .listeners()
+        .iter()
+        .find(|l| l.listener_arn() == Some(test_listener_arn.as_str()))
+        .and_then(|l| l.default_actions().first())
+        .is_some_and(|a| a.r#type() == Some(&ActionTypeEnum::Forward));
+    let test_rule_arn = test_rule(c, &test_listener_arn, &plan.test_header).await?;
 
     let mut arns = Vec::new();
     for name in [&plan.blue_target_group, &plan.green_target_group] {
@@ -223,8 +249,60 @@ pub async fn discover(c: &RegionClients, plan: &RegionPlan) -> Result<Topology, 
         listener_port: plan.listener_port,
         test_listener_arn,
         test_listener_port: plan.test_listener_port,
+        test_rule_arn,
+        test_default_forwards,
         blue_target_group_arn: arns.remove(0),
         green_target_group_arn: arns.remove(0),
+    })
+}
+
+/// The test listener's rule whose http-header condition names `header` (header names compare
+/// case-insensitively, as the ALB compares them).
+async fn test_rule(
+    c: &RegionClients,
+    listener_arn: &str,
+    header: &str,
+) -> Result<Option<String>, ElbError> {
+    let out = c
+        .elb
+        .describe_rules()
+        .listener_arn(listener_arn)
+        .send()
+        .await
+        .map_err(|e| CallError::new("DescribeRules", &c.region, &e))?;
+    Ok(out
+        .rules()
+        .iter()
+        .filter(|r| r.is_default() != Some(true))
+        .find(|r| matches_header(r, header))
+        .and_then(|r| r.rule_arn().map(str::to_owned)))
+}
+
+fn matches_header(rule: &Rule, header: &str) -> bool {
+    rule.conditions().iter().any(|c| {
+        c.field() == Some("http-header")
+            && c.http_header_config()
+                .and_then(|h| h.http_header_name())
+                .is_some_and(|n| n.eq_ignore_ascii_case(header))
+    })
+}
+
+/// Refuses a test listener that lets requests without the header through, or has no rule for
+/// it: the new release must take no request before its gates but the ones bluegreen sends.
+pub fn check_test_route(t: &Topology, plan: &RegionPlan) -> Result<(), ElbError> {
+    let problem = if t.test_default_forwards {
+        "forwards requests without the test header to a target group"
+    } else if t.test_rule_arn.is_none() {
+        "has no rule with an http-header condition on the test header"
+    } else {
+        return Ok(());
+    };
+    Err(ElbError::TestRoute {
+        region: t.region.clone(),
+        load_balancer: plan.load_balancer.clone(),
+        port: t.test_listener_port,
+        header: plan.test_header.clone(),
+        problem: problem.into(),
     })
 }
 
@@ -261,13 +339,24 @@ pub async fn weights(
     forward_weights(c, t, plan, &t.listener_arn, t.listener_port).await
 }
 
-/// The test listener's weights (it forwards to one colour at a time).
+/// The test route's weights (it forwards to one colour at a time); `None` without a test rule.
 pub async fn test_weights(
     c: &RegionClients,
     t: &Topology,
     plan: &RegionPlan,
-) -> Result<Weights, ElbError> {
-    forward_weights(c, t, plan, &t.test_listener_arn, t.test_listener_port).await
+) -> Result<Option<Weights>, ElbError> {
+    let Some(rule) = &t.test_rule_arn else {
+        return Ok(None);
+    };
+    let out = c
+        .elb
+        .describe_rules()
+        .rule_arns(rule)
+        .send()
+        .await
+        .map_err(|e| CallError::new("DescribeRules", &c.region, &e))?;
+    let action = out.rules().first().and_then(|r| r.actions().first());
+    read_forward(c, t, plan, action, t.test_listener_port).map(Some)
 }
 
 async fn forward_weights(
@@ -288,6 +377,17 @@ async fn forward_weights(
         .listeners()
         .first()
         .and_then(|l| l.default_actions().first());
+    read_forward(c, t, plan, action, port)
+}
+
+/// A weighted forward to exactly the twin groups, as weights; anything else is `NotWeighted`.
+fn read_forward(
+    c: &RegionClients,
+    t: &Topology,
+    plan: &RegionPlan,
+    action: Option<&Action>,
+    port: u16,
+) -> Result<Weights, ElbError> {
     let not_weighted = |found: String| ElbError::NotWeighted {
         region: c.region.clone(),
         load_balancer: plan.load_balancer.clone(),
@@ -353,24 +453,46 @@ async fn forward_weights(
 /// Sets both production weights with one ModifyListener. Refuses anything that does not sum to
 /// 100 or would name other groups, so the listener can never be left half-written.
 pub async fn set_weights(c: &RegionClients, t: &Topology, w: Weights) -> Result<(), ElbError> {
-    modify_forward(c, t, &t.listener_arn, w).await
+    let action = forward(c, t, w)?;
+    c.elb
+        .modify_listener()
+        .listener_arn(&t.listener_arn)
+        .default_actions(action)
+        .send()
+        .await
+        .map_err(|e| CallError::new("ModifyListener", &c.region, &e))?;
+    Ok(())
 }
 
-/// Points the test listener at one colour.
-pub async fn point_test_listener(
+/// Points the test route (the test listener's header rule) at one colour with one ModifyRule;
+/// its condition stays as Terraform made it.
+pub async fn point_test_route(
     c: &RegionClients,
     t: &Topology,
     colour: Colour,
 ) -> Result<(), ElbError> {
-    modify_forward(c, t, &t.test_listener_arn, Weights::with(colour, 100)).await
+    let Some(rule) = &t.test_rule_arn else {
+        return Err(ElbError::Missing {
+            what: "test route rule",
+            name: format!("on the test listener port {}", t.test_listener_port),
+            region: c.region.clone(),
+            hint: "apply terraform/modules/region (it creates the header rule)".into(),
+        });
+    };
+    let action = forward(c, t, Weights::with(colour, 100))?;
+    c.elb
+        .modify_rule()
+        .rule_arn(rule)
+        .actions(action)
+        .send()
+        .await
+        .map_err(|e| CallError::new("ModifyRule", &c.region, &e))?;
+    Ok(())
 }
 
-async fn modify_forward(
-    c: &RegionClients,
-    t: &Topology,
-    listener_arn: &str,
-    w: Weights,
-) -> Result<(), ElbError> {
+/// A weighted forward to exactly the twin groups. Refuses anything that does not sum to 100,
+/// so a listener or rule can never be left half-written.
+fn forward(c: &RegionClients, t: &Topology, w: Weights) -> Result<Action, ElbError> {
     if w.blue < 0 || w.green < 0 || w.blue + w.green != 100 {
         return Err(ElbError::BadWeights {
             region: c.region.clone(),
@@ -391,19 +513,10 @@ async fn modify_forward(
                 .build(),
         )
         .build();
-    c.elb
-        .modify_listener()
-        .listener_arn(listener_arn)
-        .default_actions(
-            Action::builder()
-                .r#type(ActionTypeEnum::Forward)
-                .forward_config(forward)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| CallError::new("ModifyListener", &c.region, &e))?;
-    Ok(())
+    Ok(Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .forward_config(forward)
+        .build())
 }
 
 /// One target's health as the ALB reports it.

@@ -174,6 +174,14 @@ pub struct RegionRecord {
     pub weight: u8,
 }
 
+impl RegionRecord {
+    /// The deployment was the region's first: production pointed at a colour with no release
+    /// (a colour is recorded, no task set), so rolling it back takes the region off the air.
+    pub fn first_deployment(&self) -> bool {
+        self.previous_colour.is_some() && self.previous_task_set.is_none()
+    }
+}
+
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum JournalError {
     #[error(transparent)]

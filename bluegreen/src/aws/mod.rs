@@ -9,6 +9,7 @@ pub mod journal;
 pub mod lock;
 pub mod registry;
 pub mod scan;
+pub mod secret;
 
 pub mod sts;
 

@@ -7,6 +7,7 @@ use super::{Env, Error};
 use crate::aws::journal::Record;
 use crate::aws::registry::{self, Registry, RegistryError, SourceImage};
 use crate::aws::scan;
+use crate::aws::secret::TestRoute;
 use crate::config::Severity;
 
 /// `sha256:0123456789ab`: enough of a digest to tell releases apart in a line of output.
@@ -121,7 +122,9 @@ pub async fn latest_promote(env: &Env) -> Result<Option<Record>, Error> {
     Ok(history.into_iter().next())
 }
 
-/// Runs a hook command with the deployment's facts in its environment; non-zero fails.
+/// Runs a hook command with the deployment's facts in its environment; non-zero fails. With
+/// `test`, the hook can reach the new colour through the test listener: the header's name is
+/// in `BLUEGREEN_TEST_HEADER` and its secret value in `BLUEGREEN_TEST_HEADER_VALUE`.
 pub async fn run_hook(
     env: &Env,
     argv: &[String],
@@ -129,10 +132,16 @@ pub async fn run_hook(
     version: &str,
     url: &str,
     name: &str,
+    test: Option<&TestRoute>,
 ) -> Result<(), String> {
     env.reporter
         .event(Some(region), "hook", format!("{name}: {}", argv.join(" ")));
-    let out = tokio::process::Command::new(&argv[0])
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    if let Some(t) = test {
+        cmd.env("BLUEGREEN_TEST_HEADER", &t.header)
+            .env("BLUEGREEN_TEST_HEADER_VALUE", t.value());
+    }
+    let out = cmd
         .args(&argv[1..])
         .env("BLUEGREEN_ENV", &env.plan.env)
         .env("BLUEGREEN_REGION", region)

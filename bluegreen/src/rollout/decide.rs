@@ -173,6 +173,48 @@ pub fn rollback_plan(
     Ok(RollbackPlan::Regions { targets, skipped })
 }
 
+/// A rollback that would take regions off the air (their deployment was their first, so there
+/// is no previous release to go back to) needs `--yes`; without it, the refusal says what it
+/// would do and how to leave those regions out.
+pub fn off_air_refusal(
+    env: &str,
+    record: &Record,
+    targets: &[String],
+    yes: bool,
+) -> Option<String> {
+    let off_air: Vec<String> = targets
+        .iter()
+        .filter(|r| record.regions.get(*r).is_some_and(|x| x.first_deployment()))
+        .cloned()
+        .collect();
+    if yes || off_air.is_empty() {
+        return None;
+    }
+    let others: Vec<String> = targets
+        .iter()
+        .filter(|r| !off_air.contains(r))
+        .map(|r| format!("--region {r}"))
+        .collect();
+    let leave_out = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; to roll back only the others: `bluegreen rollback -e {env} {}`",
+            others.join(" ")
+        )
+    };
+    Some(format!(
+        "deployment {} of {} was the first release in {}: rolling it back takes {} off the air \
+         (production goes back to the colour it pointed at before, which has no targets, so the \
+         ALB answers 503; the new task set is removed). Nothing was changed; run \
+         `bluegreen rollback -e {env} --yes` to do that{leave_out}",
+        record.id,
+        record.version,
+        list(&off_air),
+        if off_air.len() == 1 { "it" } else { "them" }
+    ))
+}
+
 fn list(v: &[String]) -> String {
     if v.is_empty() {
         "no region".into()
@@ -427,5 +469,45 @@ mod tests {
                 skipped: vec!["eu-west-1".into()]
             })
         );
+    }
+
+    fn first(previous_colour: &str) -> RegionRecord {
+        RegionRecord {
+            previous_colour: Some(previous_colour.into()),
+            new_task_set: Some("ts-new".into()),
+            weight: 100,
+            ..RegionRecord::default()
+        }
+    }
+
+    #[test]
+    fn rolling_back_a_first_release_needs_yes() {
+        let mut r = record("v1.0.0", Some(Outcome::Promoted), &[("us-east-1", 100)]);
+        for x in r.regions.values_mut() {
+            x.previous_task_set = Some("ts-old".into());
+        }
+        r.regions.insert("eu-west-1".into(), first("blue"));
+        let both = vec!["eu-west-1".to_owned(), "us-east-1".to_owned()];
+        let cases: [(&[String], bool, Option<&str>); 5] = [
+            (&both, false, Some("first release in eu-west-1")),
+            (&both, true, None),
+            (&both[1..], false, None),
+            (&both[..1], false, Some("takes it off the air")),
+            (&[], false, None),
+        ];
+        for (targets, yes, says) in cases {
+            let out = off_air_refusal("prod", &r, targets, yes);
+            match (says, &out) {
+                (None, None) => {}
+                (Some(s), Some(m)) => assert!(m.contains(s), "{targets:?} {yes}: {m}"),
+                _ => panic!("{targets:?} yes={yes}: {out:?}"),
+            }
+        }
+        let m = off_air_refusal("prod", &r, &both, false).unwrap();
+        assert!(
+            m.contains("--yes") && m.contains("--region us-east-1"),
+            "{m}"
+        );
+        assert!(!m.contains("--region eu-west-1"), "{m}");
     }
 }

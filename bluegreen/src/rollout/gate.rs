@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::preflight::RegionState;
 use crate::aws::elb::{self, Colour};
+use crate::aws::secret::TestRoute;
 use crate::aws::{RegionClients, alarms};
 
 /// `http(s)://<alb>:<port><path>`; port 443 means HTTPS.
@@ -16,14 +17,21 @@ pub fn url(dns: &str, port: u16, path: &str) -> String {
     format!("{scheme}://{dns}:{port}{path}")
 }
 
-/// GETs `url`; Ok(version) on HTTP 200 with a JSON body (the version it reports, if any).
-pub async fn probe(http: &reqwest::Client, url: &str) -> Result<Option<String>, String> {
-    let res = http
-        .get(url)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .map_err(|e| format!("probe {url}: {e}"))?;
+/// GETs `url`, with the test route's header when given; Ok(version) on HTTP 200 with a JSON
+/// body (the version it reports, if any). Errors name the URL, never the header's value.
+pub async fn probe(
+    http: &reqwest::Client,
+    url: &str,
+    test: Option<&TestRoute>,
+) -> Result<Option<String>, String> {
+    let mut req = http.get(url).timeout(Duration::from_secs(5));
+    if let Some(t) = test {
+        req = req.header(t.header.as_str(), t.value());
+    }
+    let res = req.send().await.map_err(|e| {
+        // reqwest's error names the URL only; strip it to be sure nothing else leaks.
+        format!("probe {url}: {}", crate::aws::error_chain(&e.without_url()))
+    })?;
     let status = res.status();
     if status != reqwest::StatusCode::OK {
         return Err(format!("probe {url} answered HTTP {status}"));
@@ -44,11 +52,12 @@ pub async fn probe(http: &reqwest::Client, url: &str) -> Result<Option<String>, 
 pub async fn probe_version(
     http: &reqwest::Client,
     url: &str,
+    test: Option<&TestRoute>,
     version: &str,
     needed: usize,
 ) -> Result<(), String> {
     for _ in 0..needed {
-        match probe(http, url).await? {
+        match probe(http, url, test).await? {
             Some(v) if v == version => {}
             other => {
                 return Err(format!(
@@ -161,7 +170,7 @@ async fn evaluate(
         colour_ready(&s.c, s, s.idle()),
         crate::aws::ecs::task_set(&s.c, &s.plan.cluster, &s.plan.service, task_set),
         alarms::firing(&s.c, &s.plan.alarms),
-        probe(http, &url),
+        probe(http, &url, None),
     );
     // Most specific first: a stopped task explains the failed checks and 502s that follow it.
     match tasks.map_err(|e| e.to_string())? {

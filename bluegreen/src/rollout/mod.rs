@@ -166,6 +166,8 @@ pub struct Env {
     pub clients: Clients,
     pub lock: Lock,
     pub journal: Journal,
+    /// Parameter Store in the lock's region: the test route's secret.
+    pub ssm: aws_sdk_ssm::Client,
     /// Health probes: every request bounded by 10 s.
     pub http: reqwest::Client,
     /// Registries: no bound on a whole transfer (a large layer may take minutes), only on
@@ -211,12 +213,12 @@ impl Env {
         };
         let regions: Vec<&str> = plan.regions.keys().map(String::as_str).collect();
         let clients = Clients::new(&target, regions);
-        let ddb = aws_sdk_dynamodb::Client::new(
-            &target
-                .to_builder()
-                .region(aws_config::Region::new(plan.lock.region.clone()))
-                .build(),
-        );
+        let home = target
+            .to_builder()
+            .region(aws_config::Region::new(plan.lock.region.clone()))
+            .build();
+        let ddb = aws_sdk_dynamodb::Client::new(&home);
+        let ssm = aws_sdk_ssm::Client::new(&home);
         let lock = Lock::new(
             ddb.clone(),
             &plan.lock.table,
@@ -241,6 +243,7 @@ impl Env {
             clients,
             lock,
             journal,
+            ssm,
             http,
             registry_http,
             deployment: deployment.to_owned(),
@@ -305,6 +308,13 @@ async fn target_config(
 }
 
 impl Env {
+    /// The test route's secret (read when a promote needs it: a rollback must not depend on it).
+    pub async fn test_route(&self) -> Result<crate::aws::secret::TestRoute, Error> {
+        crate::aws::secret::read(&self.ssm, &self.plan.lock.region, &self.plan.test_traffic)
+            .await
+            .map_err(|e| Error::Refused(format!("preflight refused; nothing was changed: {e}")))
+    }
+
     /// The same environment, acting as run `deployment` (`continue` resumes a run as itself).
     pub fn acting_as(&self, deployment: &str) -> Self {
         Self {

@@ -15,15 +15,36 @@ pub struct RegionState {
     pub c: RegionClients,
     pub topo: Topology,
     pub weights: Weights,
-    /// The colour carrying production before this deployment.
+    /// The colour production points at before this deployment (for a first deployment, the
+    /// colour with no targets that the ALB answers 503 from).
     pub live: Colour,
     pub service: Service,
-    pub live_task_set: TaskSet,
-    pub live_release: Release,
+    /// What production serves before this deployment; `None`: nothing yet, this is the
+    /// region's first deployment.
+    pub previous: Option<Live>,
+    /// What the new release is made from: the live release's task definition and where it
+    /// takes traffic, or for a first deployment the family Terraform registered.
+    pub base: Base,
     /// Healthy targets of the live colour at the start: the new colour must reach at least this.
     pub live_healthy: usize,
     /// Other runs' task sets on the idle colour, carrying no traffic (see `inspect`).
     pub leftovers: Vec<TaskSet>,
+}
+
+/// The release production serves: its task set and what runs in it.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub task_set: TaskSet,
+    pub release: Release,
+}
+
+/// The task definition a new revision is registered from, and the container and port its task
+/// set registers with the target group.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub task_definition: String,
+    pub container: String,
+    pub port: i32,
 }
 
 impl RegionState {
@@ -35,9 +56,19 @@ impl RegionState {
         &self.plan.region
     }
 
+    /// No release serves this region yet.
+    pub fn first_deployment(&self) -> bool {
+        self.previous.is_none()
+    }
+
     /// The digest the live release runs (`…@sha256:…`), if pinned by digest.
     pub fn live_digest(&self) -> Option<&str> {
-        digest_of(&self.live_release.image)
+        digest_of(&self.previous.as_ref()?.release.image)
+    }
+
+    /// The live release's version, if it says one.
+    pub fn live_version(&self) -> Option<&str> {
+        self.previous.as_ref()?.release.version.as_deref()
     }
 }
 
@@ -52,6 +83,7 @@ pub async fn inspect(
     let c = env.clients.region(&plan.region).clone();
     let region = &plan.region;
     let topo = elb::discover(&c, plan).await.map_err(|e| e.to_string())?;
+    elb::check_test_route(&topo, plan).map_err(|e| e.to_string())?;
     let weights = elb::weights(&c, &topo, plan)
         .await
         .map_err(|e| e.to_string())?;
@@ -78,13 +110,6 @@ pub async fn inspect(
         .map_err(|e| e.to_string())?;
     let live_tg = topo.target_group(live).to_owned();
     let idle_tg = topo.target_group(live.other()).to_owned();
-    let live_task_set = service.task_set_on(&live_tg).cloned().ok_or_else(|| {
-        format!(
-            "no task set serves the live {live} target group in {region}; bluegreen cannot tell \
-                 what runs there: check the ECS service {} (`bluegreen status -e {}`)",
-            plan.service, env.plan.env
-        )
-    })?;
     // Task sets on the idle colour from other runs (a run that stopped during cleanup, or a
     // manual one): they carry no traffic, and the deployment removes them under its lock.
     let leftovers: Vec<ecs::TaskSet> = service
@@ -97,13 +122,27 @@ pub async fn inspect(
         })
         .cloned()
         .collect();
-    let live_release = ecs::release_of(
-        &c,
-        &live_task_set.task_definition,
-        plan.container.as_deref(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let previous = match service.task_set_on(&live_tg).cloned() {
+        Some(task_set) => {
+            let release = ecs::release_of(&c, &task_set.task_definition, plan.container.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            Some(Live { task_set, release })
+        }
+        None => None,
+    };
+    let base = match &previous {
+        Some(l) => Base {
+            task_definition: l.task_set.task_definition.clone(),
+            container: l
+                .task_set
+                .container_name
+                .clone()
+                .unwrap_or_else(|| l.release.container.clone()),
+            port: l.task_set.container_port.or(l.release.port).unwrap_or(8080),
+        },
+        None => first_deployment_base(&c, plan, &service, env).await?,
+    };
     let health = elb::target_health(&c, &live_tg)
         .await
         .map_err(|e| e.to_string())?;
@@ -114,10 +153,58 @@ pub async fn inspect(
         weights,
         live,
         service,
-        live_task_set,
-        live_release,
+        previous,
+        base,
         live_healthy: health.healthy,
         leftovers,
+    })
+}
+
+/// A region with no task set on the colour production points at has no release yet (a fresh
+/// `terraform apply`): its first one is registered from the family Terraform made, and runs
+/// where the service's tags say.
+async fn first_deployment_base(
+    c: &RegionClients,
+    plan: &RegionPlan,
+    service: &Service,
+    env: &Env,
+) -> Result<Base, String> {
+    let region = &plan.region;
+    let Some(family) = &plan.task_family else {
+        return Err(format!(
+            "no live release in {region} (no task set serves production): a first deployment \
+             needs task_family in [regions.{region}] of {}, the task definition family \
+             terraform/modules/region registers",
+            env.plan.file.display()
+        ));
+    };
+    if !service.has_placement() {
+        return Err(format!(
+            "no live release in {region}, and the ECS service {} has no {} tag to say which \
+             subnets a first task set runs in; apply terraform/modules/region (it tags the \
+             service with {}, {}, {} and {})",
+            plan.service,
+            ecs::SUBNETS_TAG,
+            ecs::SUBNETS_TAG,
+            ecs::SECURITY_GROUPS_TAG,
+            ecs::PUBLIC_IP_TAG,
+            ecs::LAUNCH_TYPE_TAG
+        ));
+    }
+    let template = ecs::release_of(c, family, plan.container.as_deref())
+        .await
+        .map_err(|e| format!("the first deployment's task definition family {family}: {e}"))?;
+    let port = template.port.ok_or_else(|| {
+        format!(
+            "container {} of {} has no port mapping, so its task set cannot register with a \
+             target group; add portMappings to the task definition",
+            template.container, template.task_definition
+        )
+    })?;
+    Ok(Base {
+        task_definition: template.task_definition,
+        container: template.container,
+        port,
     })
 }
 

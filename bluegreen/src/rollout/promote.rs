@@ -21,6 +21,7 @@ use crate::aws::elb::Colour;
 use crate::aws::journal::{Outcome, Phase, Record, RegionPhase, RegionRecord};
 use crate::aws::lock::{self, Holder};
 use crate::aws::registry::{self, Registry, RegistryError, SourceImage};
+use crate::aws::secret::TestRoute;
 use crate::config::Until;
 
 #[derive(Debug, Clone, Default)]
@@ -112,6 +113,7 @@ struct Prepared {
     image: SourceImage,
     states: Vec<RegionState>,
     targets: Vec<(String, Registry)>,
+    test_route: TestRoute,
 }
 
 /// One deployment under a held lock: everything the phases after preflight share.
@@ -301,7 +303,10 @@ async fn settle_latest(env: &Env, version: &str) -> Result<(), Error> {
                     last.id, last.version, last.phase
                 ),
             );
-            rollback::command(env, &[]).await.map(|_| ())
+            // Promoting the same release again is consent to undoing its first try, also where
+            // that try was a region's first release (the region is off the air until it is
+            // deployed again moments later).
+            rollback::command(env, &[], true).await.map(|_| ())
         }
     }
 }
@@ -354,7 +359,9 @@ async fn prepare(
         ),
     );
     let states = preflight::inspect_all(env, &BTreeMap::new(), &env.deployment).await?;
+    say_first_deployments(env, &states);
     check_alarms(env, &states, ignore_alarms).await?;
+    let test_route = env.test_route().await?;
     let targets = target_registries(env, &states)
         .await
         .map_err(|e| Error::Refused(format!("preflight refused; nothing was changed: {e}")))?;
@@ -363,7 +370,25 @@ async fn prepare(
         image,
         states,
         targets,
+        test_route,
     })
+}
+
+/// Says which regions have no live release: their first deployment goes to 100% in one step.
+fn say_first_deployments(env: &Env, states: &[RegionState]) {
+    for s in states.iter().filter(|s| s.first_deployment()) {
+        env.reporter.event(
+            Some(s.name()),
+            "preflight",
+            format!(
+                "no live release in {}: first deployment (the new task set goes on {}, which \
+                 production does not point at, and production moves to it in one step after \
+                 its gates)",
+                s.name(),
+                s.idle()
+            ),
+        );
+    }
 }
 
 /// Alarms already in ALARM refuse the start unless `--ignore-alarms` (the release is the fix).
@@ -457,8 +482,13 @@ fn record_for(env: &Env, version: &str, digest: &str, states: &[RegionState]) ->
                 (
                     s.plan.region.clone(),
                     RegionRecord {
-                        previous_task_definition: Some(s.live_task_set.task_definition.clone()),
-                        previous_task_set: Some(s.live_task_set.arn.clone()),
+                        // A first deployment records the colour and no task set (see
+                        // `RegionRecord::first_deployment`).
+                        previous_task_definition: s
+                            .previous
+                            .as_ref()
+                            .map(|l| l.task_set.task_definition.clone()),
+                        previous_task_set: s.previous.as_ref().map(|l| l.task_set.arn.clone()),
                         previous_colour: Some(s.live.as_str().into()),
                         ..Default::default()
                     },
@@ -565,6 +595,7 @@ async fn resumable(env: &Env, record: &Record) -> Result<Prepared, Error> {
             record.id, record.version, record.phase
         ),
     );
+    let test_route = env.test_route().await?;
     let targets = target_registries(env, &states).await.map_err(|e| {
         Error::Failed(format!(
             "image promotion failed in {e}; nothing further was deployed"
@@ -574,6 +605,7 @@ async fn resumable(env: &Env, record: &Record) -> Result<Prepared, Error> {
         image,
         states,
         targets,
+        test_route,
     })
 }
 
@@ -762,6 +794,7 @@ async fn run_wave(d: &Deploy<'_>, wave: &[String]) -> Vec<(String, Result<Ended,
             image: format!("{host}/{}@{}", d.env.plan.repository, image.digest()),
             until: d.until,
             cancel: wave_stop.clone(),
+            test_route: &d.prepared.test_route,
         };
         let wave_stop = wave_stop.clone();
         async move {
@@ -835,14 +868,18 @@ async fn shared_rollback(d: &Deploy<'_>, failures: Vec<String>) -> Error {
 }
 
 /// Production back on the previous colour in every touched region whose previous task set still
-/// runs, all at once; returns the regions flipped.
+/// runs (or that had no release: it goes back to answering 503), all at once; returns the
+/// regions flipped.
 async fn fast_flip(d: &Deploy<'_>, touched: &[String]) -> BTreeSet<String> {
     let flips = futures_util::future::join_all(
         d.prepared
             .states
             .iter()
             .filter(|s| {
-                touched.iter().any(|t| t == s.name()) && s.live_task_set.scale_percent > 0.0
+                touched.iter().any(|t| t == s.name())
+                    && s.previous
+                        .as_ref()
+                        .is_none_or(|l| l.task_set.scale_percent > 0.0)
             })
             .map(|s| async move {
                 let flipped = rollback::production_back(d.env, &s.c, &s.topo, s.live).await;
@@ -905,7 +942,7 @@ fn results(states: &[RegionState], record: &Record) -> BTreeMap<String, RegionRe
         .map(|s| {
             let rec = record.regions.get(s.name()).cloned().unwrap_or_default();
             let result = RegionResult {
-                previous_version: s.live_release.version.clone(),
+                previous_version: s.live_version().map(str::to_owned),
                 colour: if rec.weight == 100 { s.idle() } else { s.live },
                 phase: if rec.phase == RegionPhase::Pending {
                     "live".into()

@@ -17,6 +17,7 @@ use super::tracker::Tracker;
 use crate::aws::ecs::{self, TaskSet};
 use crate::aws::elb::{self, Weights};
 use crate::aws::journal::RegionPhase;
+use crate::aws::secret::TestRoute;
 use crate::config::{TEST_TRAFFIC_WINDOW, Until};
 
 /// How a region's promote ended.
@@ -44,6 +45,8 @@ pub struct Run<'a> {
     pub image: String,
     pub until: Option<Until>,
     pub cancel: CancellationToken,
+    /// The header and secret that reach the new colour through the test listener.
+    pub test_route: &'a TestRoute,
 }
 
 /// The new task definition is registered.
@@ -61,7 +64,7 @@ struct Ready {
     task_set: TaskSet,
 }
 
-/// The test listener reaches the new release, which answered its version.
+/// The test route reaches the new release, which answered its version.
 struct Tested {
     task_set: TaskSet,
 }
@@ -80,7 +83,7 @@ pub async fn promote(run: &Run<'_>, s: &RegionState) -> Result<Ended, Stop> {
             return Ok(Ended::Paused);
         }
         let tested = test_traffic(run, s, ready).await?;
-        if run.until == Some(Until::TestTraffic) {
+        if pauses_before_production(run.until, s.first_deployment()) {
             return Ok(Ended::Paused);
         }
         let Some(baked) = shift(run, s, tested).await? else {
@@ -91,6 +94,29 @@ pub async fn promote(run: &Run<'_>, s: &RegionState) -> Result<Ended, Stop> {
     }
     .instrument(span)
     .await
+}
+
+/// Whether `--until` stops a region after test traffic, before production moves. A first
+/// deployment goes from 0 to 100% in one step (see `steps`), so stopping at a lower step
+/// stops before it: never further than asked.
+fn pauses_before_production(until: Option<Until>, first_deployment: bool) -> bool {
+    match until {
+        Some(Until::TestTraffic) => true,
+        Some(Until::Weight(w)) => first_deployment && w < 100,
+        _ => false,
+    }
+}
+
+/// The production steps of a region. A first deployment has nothing on the other colour (its
+/// target group has no targets, and a weighted forward does not fail over between groups), so
+/// any split would answer 503 for the old share: production goes to 100% in one step, after
+/// the same readiness and test-traffic gates, and bakes as the final step does.
+fn steps(strategy: &[u8], first_deployment: bool) -> Vec<u8> {
+    if first_deployment {
+        vec![100]
+    } else {
+        strategy.to_vec()
+    }
 }
 
 /// Runs a read-only `f` unless cancelled first (then `f` is dropped where it is).
@@ -136,7 +162,7 @@ async fn register(run: &Run<'_>, s: &RegionState) -> Result<Registered, Stop> {
         None => {
             let td = ecs::clone_task_definition(
                 &s.c,
-                &s.live_task_set.task_definition,
+                &s.base.task_definition,
                 s.plan.container.as_deref(),
                 &run.image,
                 run.version,
@@ -175,12 +201,8 @@ async fn create_task_set(
         purpose: ecs::Purpose::Release,
         task_definition: &registered.task_definition,
         target_group: s.topo.target_group(idle),
-        container: s
-            .live_task_set
-            .container_name
-            .as_deref()
-            .unwrap_or(&s.live_release.container),
-        port: s.live_task_set.container_port.unwrap_or(8080),
+        container: &s.base.container,
+        port: s.base.port,
         scale: 100.0,
     };
     let ensured = ecs::ensure_task_set(&s.c, &svc, &spec)
@@ -241,11 +263,11 @@ async fn wait_ready(run: &Run<'_>, s: &RegionState, created: Created) -> Result<
     Ok(Ready { task_set: ts })
 }
 
-/// Step 4: The test listener on the new colour, probed until it answers the new version; then the
-/// `pre_traffic` hook.
+/// Step 4: The test route (the test listener's header rule) on the new colour, probed with the
+/// secret header until it answers the new version; then the `pre_traffic` hook.
 async fn test_traffic(run: &Run<'_>, s: &RegionState, ready: Ready) -> Result<Tested, Stop> {
     let (r, idle, env) = (s.name(), s.idle(), run.env);
-    elb::point_test_listener(&s.c, &s.topo, idle)
+    elb::point_test_route(&s.c, &s.topo, idle)
         .await
         .map_err(fail)?;
     let url = gate::url(
@@ -257,7 +279,7 @@ async fn test_traffic(run: &Run<'_>, s: &RegionState, ready: Ready) -> Result<Te
     loop {
         let probed = unless_cancelled(
             &run.cancel,
-            gate::probe_version(&env.http, &url, run.version, 3),
+            gate::probe_version(&env.http, &url, Some(run.test_route), run.version, 3),
         )
         .await?;
         match probed {
@@ -272,9 +294,17 @@ async fn test_traffic(run: &Run<'_>, s: &RegionState, ready: Ready) -> Result<Te
         }
     }
     if let Some(hook) = &env.plan.hooks.pre_traffic {
-        run_hook(env, hook, r, run.version, &url, "pre_traffic")
-            .await
-            .map_err(Stop::Failed)?;
+        run_hook(
+            env,
+            hook,
+            r,
+            run.version,
+            &url,
+            "pre_traffic",
+            Some(run.test_route),
+        )
+        .await
+        .map_err(Stop::Failed)?;
     }
     advance(run, r, RegionPhase::TestTraffic, |_| {}).await?;
     env.reporter.event(
@@ -292,7 +322,18 @@ async fn test_traffic(run: &Run<'_>, s: &RegionState, ready: Ready) -> Result<Te
 async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<Baked>, Stop> {
     let r = s.name();
     let done = run.tracker.region(r).await;
-    for &step in &run.env.plan.strategy.steps {
+    if s.first_deployment() && done.weight == 0 {
+        run.env.reporter.event(
+            Some(r),
+            "shift",
+            format!(
+                "first deployment: production goes to {} in one step (the other colour has no \
+                 targets to share traffic with)",
+                s.idle()
+            ),
+        );
+    }
+    for step in steps(&run.env.plan.strategy.steps, s.first_deployment()) {
         let baked_before =
             step < done.weight || (step == done.weight && done.phase.reached(RegionPhase::Baked));
         if baked_before {
@@ -316,9 +357,17 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
     advance(run, r, RegionPhase::Baked, |_| {}).await?;
     if let Some(hook) = &run.env.plan.hooks.post_shift {
         let prod = gate::url(&s.topo.dns_name, s.plan.listener_port, &s.plan.probe_path);
-        run_hook(run.env, hook, r, run.version, &prod, "post_shift")
-            .await
-            .map_err(Stop::Failed)?;
+        run_hook(
+            run.env,
+            hook,
+            r,
+            run.version,
+            &prod,
+            "post_shift",
+            Some(run.test_route),
+        )
+        .await
+        .map_err(Stop::Failed)?;
     }
     Ok(Some(Baked {
         task_set: tested.task_set,
@@ -371,27 +420,66 @@ async fn make_primary(run: &Run<'_>, s: &RegionState, baked: Baked) -> Result<()
     Ok(())
 }
 
-/// After every wave: the old task set is scaled away and deleted.
+/// After every wave: the old task set (if the region had a release before) is scaled away and
+/// deleted.
 pub async fn cleanup(env: &Env, tracker: &Tracker, s: &RegionState) -> Result<(), String> {
-    let old = &s.live_task_set;
-    ecs::scale(&s.c, &s.plan.cluster, &s.plan.service, &old.arn, 0.0)
-        .await
-        .map_err(|e| e.to_string())?;
-    ecs::delete(&s.c, &s.plan.cluster, &s.plan.service, &old.arn)
-        .await
-        .map_err(|e| e.to_string())?;
+    if let Some(old) = &s.previous {
+        let old = &old.task_set;
+        ecs::scale(&s.c, &s.plan.cluster, &s.plan.service, &old.arn, 0.0)
+            .await
+            .map_err(|e| e.to_string())?;
+        ecs::delete(&s.c, &s.plan.cluster, &s.plan.service, &old.arn)
+            .await
+            .map_err(|e| e.to_string())?;
+        env.reporter.event(
+            Some(s.name()),
+            "cleanup",
+            format!("deleted the previous task set {} on {}", old.id, s.live),
+        );
+    }
     tracker
         .advance(s.name(), RegionPhase::Cleaned, |_| {})
         .await
-        .map_err(|e| format!("the journal could not record cleaned: {e}"))?;
-    env.reporter.event(
-        Some(s.name()),
-        "cleanup",
-        format!("deleted the previous task set {} on {}", old.id, s.live),
-    );
-    Ok(())
+        .map_err(|e| format!("the journal could not record cleaned: {e}"))
 }
 
 fn last_part(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_deployment_goes_to_production_in_one_step() {
+        let strategy = [10, 50, 100];
+        assert_eq!(steps(&strategy, false), vec![10, 50, 100]);
+        assert_eq!(steps(&strategy, true), vec![100]);
+    }
+
+    #[test]
+    fn until_never_lets_a_region_go_further_than_asked() {
+        use Until::*;
+        let cases = [
+            // (until, first deployment, pauses after test traffic)
+            (None, false, false),
+            (None, true, false),
+            (Some(Ready), false, false),
+            (Some(TestTraffic), false, true),
+            (Some(TestTraffic), true, true),
+            (Some(Weight(10)), false, false),
+            (Some(Weight(10)), true, true),
+            (Some(Weight(50)), true, true),
+            (Some(Weight(100)), true, false),
+            (Some(Weight(100)), false, false),
+        ];
+        for (until, first, pauses) in cases {
+            assert_eq!(
+                pauses_before_production(until, first),
+                pauses,
+                "{until:?}, first deployment {first}"
+            );
+        }
+    }
 }

@@ -40,6 +40,9 @@ pub async fn region(
     let svc = ecs::describe(c, &plan.cluster, &plan.service)
         .await
         .map_err(|e| e.to_string())?;
+    if rec.first_deployment() {
+        return off_air(env, c, plan, &topo, &svc, prev, flipped).await;
+    }
     let running = svc
         .task_set_on(topo.target_group(prev))
         .filter(|t| t.scale_percent > 0.0)
@@ -59,6 +62,42 @@ pub async fn region(
     }
     settle(c, plan, &topo, &svc, &ts, prev).await?;
     Ok(how.into())
+}
+
+/// Rolling back a region's first release: production goes back to the colour it pointed at
+/// before, which has no targets (the ALB answers 503 there, as it did before the release), the
+/// test route follows it, and every task set of the service is removed.
+async fn off_air(
+    env: &Env,
+    c: &RegionClients,
+    plan: &RegionPlan,
+    topo: &Topology,
+    svc: &Service,
+    prev: Colour,
+    flipped: bool,
+) -> Result<String, String> {
+    if !flipped {
+        production_back(env, c, topo, prev)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let after = |e: &dyn std::fmt::Display| {
+        format!("production is back on {prev} (no release: the ALB answers 503), but {e}")
+    };
+    if topo.test_rule_arn.is_some() {
+        elb::point_test_route(c, topo, prev)
+            .await
+            .map_err(|e| after(&e))?;
+    }
+    for ts in &svc.task_sets {
+        ecs::scale(c, &plan.cluster, &plan.service, &ts.arn, 0.0)
+            .await
+            .map_err(|e| after(&e))?;
+        ecs::delete(c, &plan.cluster, &plan.service, &ts.arn)
+            .await
+            .map_err(|e| after(&e))?;
+    }
+    Ok("taken off the air (its first release was rolled back; the ALB answers 503)".into())
 }
 
 /// The previous release's task set is gone (rollback after a completed promote): it is created
@@ -136,7 +175,7 @@ async fn recreate_previous(
     Ok(ts)
 }
 
-/// After production is back: the test listener, the primary task set, and every other task set
+/// After production is back: the test route, the primary task set, and every other task set
 /// removed. Production is safe by now, and a failure says so, so nobody is paged for a live
 /// outage that is not there.
 async fn settle(
@@ -148,9 +187,12 @@ async fn settle(
     prev: Colour,
 ) -> Result<(), String> {
     let after = |e: &dyn std::fmt::Display| format!("production is back on {prev} (100%), but {e}");
-    elb::point_test_listener(c, topo, prev)
-        .await
-        .map_err(|e| after(&e))?;
+    // A stack from before the test route had no rule: nothing to point back.
+    if topo.test_rule_arn.is_some() {
+        elb::point_test_route(c, topo, prev)
+            .await
+            .map_err(|e| after(&e))?;
+    }
     ecs::make_primary(c, &plan.cluster, &plan.service, &ts.arn)
         .await
         .map_err(|e| after(&e))?;
@@ -254,7 +296,7 @@ async fn on_rollback_hooks(env: &Env, regions: &[String], version: &str) {
             Ok(t) => gate::url(&t.dns_name, plan.listener_port, &plan.probe_path),
             Err(_) => String::new(),
         };
-        if let Err(e) = run_hook(env, hook, r, version, &url, "on_rollback").await {
+        if let Err(e) = run_hook(env, hook, r, version, &url, "on_rollback", None).await {
             env.reporter.warn(Some(r), "hook", e);
         }
     }
@@ -310,11 +352,18 @@ impl std::fmt::Display for RollbackResult {
 /// `only` names) — mid-way, after a crash, or after it completed. A lock held for that very
 /// deployment (a running or dead promote, an unfinished rollback) is taken over; one held for
 /// another deployment refuses.
-pub async fn command(env: &Env, only: &[String]) -> Result<RollbackResult, Error> {
+///
+/// Rolling back a region's first release takes it off the air, so that needs `yes`.
+pub async fn command(env: &Env, only: &[String], yes: bool) -> Result<RollbackResult, Error> {
     let latest = latest_in_effect(env).await?;
     let in_file: BTreeSet<String> = env.plan.regions.keys().cloned().collect();
     let plan = decide::rollback_plan(&env.plan.env, latest.as_ref(), &in_file, only)
         .map_err(Error::Refused)?;
+    if let (Some(r), RollbackPlan::Regions { targets, .. }) = (&latest, &plan)
+        && let Some(refusal) = decide::off_air_refusal(&env.plan.env, r, targets, yes)
+    {
+        return Err(Error::Refused(refusal));
+    }
     let (record, RollbackPlan::Regions { targets, skipped }) = (latest, plan) else {
         return Ok(RollbackResult {
             env: env.plan.env.clone(),

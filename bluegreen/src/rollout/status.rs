@@ -33,7 +33,11 @@ pub struct RegionStatus {
     pub endpoint: Option<String>,
     pub live: Option<Colour>,
     pub weights: Option<Weights>,
-    pub test_listener: Option<Colour>,
+    /// The colour the test route (the test listener's header rule) forwards to.
+    pub test_route: Option<Colour>,
+    /// Production points at a colour no task set serves: the region has no release (a fresh
+    /// `terraform apply`, or a rolled-back first release) and its ALB answers 503.
+    pub no_release: bool,
     pub task_sets: Vec<TaskSetStatus>,
     pub health: BTreeMap<String, HealthSummary>,
     pub error: Option<String>,
@@ -56,7 +60,8 @@ async fn region_status(env: &Env, plan: &crate::config::RegionPlan) -> RegionSta
         endpoint: None,
         live: None,
         weights: None,
-        test_listener: None,
+        test_route: None,
+        no_release: false,
         task_sets: Vec::new(),
         health: BTreeMap::new(),
         error: None,
@@ -74,9 +79,10 @@ async fn region_status(env: &Env, plan: &crate::config::RegionPlan) -> RegionSta
             .map_err(|e| e.to_string())?;
         out.weights = Some(w);
         out.live = w.live();
-        out.test_listener = elb::test_weights(c, &topo, plan)
+        out.test_route = elb::test_weights(c, &topo, plan)
             .await
             .ok()
+            .flatten()
             .and_then(|t| t.live());
         for colour in [Colour::Blue, Colour::Green] {
             let h = elb::target_health(c, topo.target_group(colour))
@@ -105,6 +111,9 @@ async fn region_status(env: &Env, plan: &crate::config::RegionPlan) -> RegionSta
             });
         }
         out.task_sets.sort_by_key(|t| t.colour.map(|c| c.as_str()));
+        out.no_release = out
+            .live
+            .is_some_and(|live| svc.task_set_on(topo.target_group(live)).is_none());
         Ok(())
     }
     .await;
@@ -219,10 +228,18 @@ impl fmt::Display for Status {
             };
             writeln!(
                 f,
-                "{}: {live}; test listener on {}",
+                "{}: {live}; test route on {}",
                 r.region,
-                r.test_listener.map_or("?".into(), |c| c.to_string())
+                r.test_route.map_or("?".into(), |c| c.to_string())
             )?;
+            if r.no_release {
+                writeln!(
+                    f,
+                    "  no release: production points at {}, which no task set serves, so the ALB \
+                     answers 503; the next `bluegreen promote` is this region's first deployment",
+                    r.live.map_or("?".into(), |c| c.to_string())
+                )?;
+            }
             if let Some(e) = &r.error {
                 writeln!(f, "  error: {e}")?;
                 continue;
@@ -282,8 +299,6 @@ pub async fn plan(env: &Env, version: &str, allow_findings: bool) -> Result<Plan
     let image = source_image(env, version, allow_findings).await?;
     let states = preflight::inspect_all(env, &BTreeMap::new(), &env.deployment).await?;
     let p = &env.plan;
-    let st = &p.strategy;
-    let d = |x| humantime::format_duration(x).to_string();
     let mut steps = vec![
         format!(
             "acquire the lock of {} ({} in {})",
@@ -306,39 +321,13 @@ pub async fn plan(env: &Env, version: &str, allow_findings: bool) -> Result<Plan
                 .iter()
                 .find(|s| s.name() == r)
                 .expect("inspected every region");
-            let idle = s.idle();
             // Read-only: the registry's address comes with an ECR token.
             let host =
                 crate::aws::registry::Registry::from_ecr(&s.c.ecr, r, env.registry_http.clone())
                     .await
                     .map_or_else(|_| "<registry>".to_owned(), |reg| reg.host().to_owned());
-            steps.push(format!(
-                "{r}: register a new revision of {} with image {}/{}@{} and APP_VERSION={version} (live: {} on {})",
-                s.live_task_set
-                    .task_definition
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default(),
-                host,
-                p.repository,
-                short_digest(image.digest()),
-                s.live_release.version.as_deref().unwrap_or("?"),
-                s.live
-            ));
-            steps.push(format!("{r}: create a task set on {idle} at 100%; wait up to {} for it to run and be healthy", d(st.ready_timeout)));
-            steps.push(format!(
-                "{r}: point the test listener (:{}) at {idle}; probe {} for {version}",
-                s.plan.test_listener_port, s.plan.probe_path
-            ));
-            for &step in &st.steps {
-                let bake = if step == 100 { st.final_bake } else { st.bake };
-                steps.push(format!(
-                    "{r}: production {step}% on {idle}, bake {} with the gate every {}",
-                    d(bake),
-                    d(st.poll)
-                ));
-            }
-            steps.push(format!("{r}: make the {idle} task set primary"));
+            let image_ref = format!("{host}/{}@{}", p.repository, short_digest(image.digest()));
+            steps.extend(region_steps(p, s, &image_ref, version));
         }
     }
     steps.push(
@@ -351,6 +340,65 @@ pub async fn plan(env: &Env, version: &str, allow_findings: bool) -> Result<Plan
         steps,
         worst_case_seconds: p.worst_case().as_secs(),
     })
+}
+
+/// What promote does in one region, in order (a first deployment says so and has one step).
+fn region_steps(
+    p: &crate::config::Plan,
+    s: &preflight::RegionState,
+    image_ref: &str,
+    version: &str,
+) -> Vec<String> {
+    let (r, idle, st) = (s.name(), s.idle(), &p.strategy);
+    let d = |x| humantime::format_duration(x).to_string();
+    let from = s
+        .base
+        .task_definition
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let live = match &s.previous {
+        Some(l) => format!(
+            "live: {} on {}",
+            l.release.version.as_deref().unwrap_or("?"),
+            s.live
+        ),
+        None => format!(
+            "no live release: first deployment; production points at {}, which has no targets",
+            s.live
+        ),
+    };
+    let mut steps = vec![
+        format!(
+            "{r}: register a new revision of {from} with image {image_ref} and APP_VERSION={version} ({live})"
+        ),
+        format!(
+            "{r}: create a task set on {idle} at 100%; wait up to {} for it to run and be healthy",
+            d(st.ready_timeout)
+        ),
+        format!(
+            "{r}: point the test route (:{} with the {} header) at {idle}; probe {} for {version}",
+            s.plan.test_listener_port, p.test_traffic.header, s.plan.probe_path
+        ),
+    ];
+    if s.first_deployment() {
+        steps.push(format!(
+            "{r}: production 100% on {idle} in one step (first deployment), bake {} with the gate every {}",
+            d(st.final_bake),
+            d(st.poll)
+        ));
+    } else {
+        for &step in &st.steps {
+            let bake = if step == 100 { st.final_bake } else { st.bake };
+            steps.push(format!(
+                "{r}: production {step}% on {idle}, bake {} with the gate every {}",
+                d(bake),
+                d(st.poll)
+            ));
+        }
+    }
+    steps.push(format!("{r}: make the {idle} task set primary"));
+    steps
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -405,7 +453,8 @@ mod tests {
             endpoint: None,
             live: weights.live(),
             weights: Some(weights),
-            test_listener: None,
+            test_route: None,
+            no_release: false,
             task_sets: Vec::new(),
             health: BTreeMap::new(),
             error: None,

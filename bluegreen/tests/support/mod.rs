@@ -18,6 +18,17 @@ use serde_json::{Value, json};
 pub const ACCOUNT_A: &str = "111111111111";
 pub const ACCOUNT_B: &str = "222222222222";
 
+/// The test route every bootstrapped world has: the test listener answers 404 unless this header
+/// carries the secret, which lives in the lock region's Parameter Store (as Terraform makes it).
+pub const TEST_HEADER: &str = "X-Bluegreen-Test";
+pub const TEST_SECRET: &str = "localawsTestSecret0123456789abcdef";
+pub const TEST_PARAMETER: &str = "/bluegreen/hello-prod/test-header";
+
+/// The bootstrap spec's `test_traffic` for `TEST_HEADER`/`TEST_SECRET`/`TEST_PARAMETER`.
+pub fn test_traffic_spec() -> Value {
+    json!({"header": TEST_HEADER, "parameter": TEST_PARAMETER, "value": TEST_SECRET})
+}
+
 pub struct LocalAws {
     child: Child,
     pub endpoint: String,
@@ -442,6 +453,18 @@ impl Prod {
 
     /// Like `start`, with `regions` in `waves` (TOML, e.g. `[["us-east-1", "eu-west-1"]]`).
     pub async fn start_in(regions: &[&str], waves: &str, strategy: &str, hooks: &str) -> Self {
+        Self::start_with(regions, waves, strategy, hooks, &[]).await
+    }
+
+    /// Like `start_in`; the regions in `empty` are as a fresh `terraform apply` leaves them: the
+    /// service has no task set, and production points at blue, which has no targets.
+    pub async fn start_with(
+        regions: &[&str],
+        waves: &str,
+        strategy: &str,
+        hooks: &str,
+        empty: &[&str],
+    ) -> Self {
         let aws = LocalAws::start();
         let mut digests = std::collections::BTreeMap::new();
         let argv = vec![service_binary().display().to_string()];
@@ -465,12 +488,20 @@ impl Prod {
                 seeded["digest"].as_str().unwrap().to_owned(),
             );
         }
-        let specs: Vec<Value> = regions.iter().map(|r| region_spec(r, 18000, 2)).collect();
+        let specs: Vec<Value> = regions
+            .iter()
+            .map(|r| {
+                let mut spec = region_spec(r, 18000, 2);
+                spec["empty"] = json!(empty.contains(r));
+                spec
+            })
+            .collect();
         let out = aws
             .bootstrap(json!({
                 "account": ACCOUNT_B, "image": live_image, "app_version": "v1.1.0",
                 "repository": "hello",
                 "lock_table": {"name": "bluegreen-prod", "region": "us-east-1"},
+                "test_traffic": test_traffic_spec(),
                 "regions": specs,
             }))
             .await;
@@ -491,14 +522,15 @@ impl Prod {
              waves = {waves}\n\n\
              [source]\naccount_id = \"{ACCOUNT_A}\"\nregion = \"us-east-1\"\nrepository = \"hello\"\n\
              role_arn = \"arn:aws:iam::{ACCOUNT_A}:role/bluegreen-ecr-read-prod\"\n\n\
-             [target]\nrepository = \"hello\"\n\n"
+             [target]\nrepository = \"hello\"\n\n\
+             [test_traffic]\nheader = \"{TEST_HEADER}\"\nparameter = \"{TEST_PARAMETER}\"\n\n"
         );
         for r in regions {
             file += &format!(
                 "[regions.{r}]\ncluster = \"hello-{r}\"\nservice = \"hello\"\nload_balancer = \"hello-{r}\"\n\
                  listener_port = 18000\ntest_listener_port = 18001\n\
                  blue_target_group = \"hello-{r}-blue\"\ngreen_target_group = \"hello-{r}-green\"\n\
-                 alarms = [\"hello-{r}-5xx\"]\n\n"
+                 alarms = [\"hello-{r}-5xx\"]\ntask_family = \"hello\"\n\n"
             );
         }
         file += &format!(
@@ -515,14 +547,15 @@ impl Prod {
             dns,
             digests,
         };
-        prod.settle().await;
+        prod.settle(empty).await;
         prod
     }
 
     /// Waits until every region's live task set is steady, all its targets healthy, and its ALB
     /// answers, so a test starts from what an operator would see, not a half-started bootstrap.
-    pub async fn settle(&self) {
-        for r in &self.regions {
+    /// (`empty`: regions with no release, which have nothing to settle.)
+    pub async fn settle(&self, empty: &[&str]) {
+        for r in self.regions.iter().filter(|r| !empty.contains(&r.as_str())) {
             let cfg = self.aws.sdk_as(ACCOUNT_B, r).await;
             let elb = aws_sdk_elasticloadbalancingv2::Client::new(&cfg);
             let ecs = aws_sdk_ecs::Client::new(&cfg);
@@ -653,6 +686,21 @@ impl Prod {
         (child, reader)
     }
 
+    /// The HTTP status of GET `/health` on the region's test listener, with the test header's
+    /// `value` when given.
+    pub async fn test_listener_status(&self, region: &str, value: Option<&str>) -> (u16, Value) {
+        let mut req = self
+            .aws
+            .http
+            .get(format!("http://{}:18001/health", self.dns[region]));
+        if let Some(v) = value {
+            req = req.header(TEST_HEADER, v);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
     /// The versions the region's ALB answers over `n` requests.
     pub async fn versions(
         &self,
@@ -759,20 +807,42 @@ impl Prod {
                 .send()
                 .await
                 .unwrap();
-            let weights: Vec<String> = listeners
-                .listeners()
-                .iter()
-                .map(|l| {
+            // Every forward of the ALB: listeners' default actions and their rules' actions
+            // (the test route is a rule; its listener answers a fixed 404 otherwise).
+            let forward = |a: &aws_sdk_elasticloadbalancingv2::types::Action| {
+                a.forward_config().map(|f| {
                     format!(
                         "{:?}",
-                        l.default_actions()[0].forward_config().map(|f| f
-                            .target_groups()
+                        f.target_groups()
                             .iter()
                             .map(|t| t.weight())
-                            .collect::<Vec<_>>())
+                            .collect::<Vec<_>>()
                     )
                 })
-                .collect();
+            };
+            let mut weights: Vec<String> = Vec::new();
+            let mut fixed: Vec<String> = Vec::new();
+            for l in listeners.listeners() {
+                let rules = elb
+                    .describe_rules()
+                    .listener_arn(l.listener_arn().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                for rule in rules.rules() {
+                    for a in rule.actions() {
+                        match (forward(a), a.fixed_response_config()) {
+                            (Some(w), _) => weights.push(w),
+                            (None, Some(f)) => fixed.push(format!(
+                                "{} {}",
+                                l.port().unwrap_or_default(),
+                                f.status_code().unwrap_or_default()
+                            )),
+                            (None, None) => {}
+                        }
+                    }
+                }
+            }
             let sets = ecs
                 .describe_task_sets()
                 .cluster(format!("hello-{r}"))
@@ -808,8 +878,8 @@ impl Prod {
                 .to_vec();
             regions.insert(
                 r.into(),
-                json!({"weights": weights, "task_sets": task_sets, "images": images,
-                       "task_definitions": task_definitions}),
+                json!({"weights": weights, "fixed_responses": fixed, "task_sets": task_sets,
+                       "images": images, "task_definitions": task_definitions}),
             );
         }
         let ddb = aws_sdk_dynamodb::Client::new(&self.aws.sdk_as(ACCOUNT_B, "us-east-1").await);

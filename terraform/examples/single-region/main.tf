@@ -1,5 +1,8 @@
-# The smallest complete use of the modules: one region, its lock table and a GitHub deploy role.
-# terraform init && terraform apply -var 'github_repository=ORG/REPO' -var 'test_listener_cidrs=["203.0.113.10/32"]'
+# The smallest complete use of the modules: one region, its lock table, the test route's secret and a
+# GitHub deploy role (reusing the account's GitHub OIDC provider; -var create_github_oidc_provider=true
+# in an account without one). bluegreen.toml for it: [test_traffic] header = "X-Bluegreen-Test",
+# parameter = "/bluegreen/hello-demo/test-header"; [regions.us-east-1] task_family = "hello-demo".
+# terraform init && terraform apply -var 'github_repository=ORG/REPO'
 
 terraform {
   required_version = ">= 1.10"
@@ -8,6 +11,10 @@ terraform {
     aws = {
       source  = "hashicorp/aws"
       version = ">= 6.0, < 7.0"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = ">= 3.6, < 4.0"
     }
   }
 }
@@ -21,20 +28,32 @@ variable "github_repository" {
   type        = string
 }
 
-variable "test_listener_cidrs" {
-  description = "CIDRs allowed on the test listener."
-  type        = list(string)
+variable "create_github_oidc_provider" {
+  description = "Create the account's GitHub OIDC provider: only where `aws iam list-open-id-connect-providers` shows none (an account holds one)."
+  type        = bool
+  default     = false
+}
+
+resource "random_password" "test_header" {
+  length  = 40
+  special = false
+}
+
+resource "aws_ssm_parameter" "test_header" {
+  #checkov:skip=CKV_AWS_337:AWS-managed key alias/aws/ssm on purpose: whoever may read the parameter may send test traffic, which reaches only the colour that is not yet live
+  region = "us-east-1"
+  name   = "/bluegreen/hello-demo/test-header"
+  type   = "SecureString"
+  value  = random_password.test_header.result
 }
 
 module "region" {
   source = "../../modules/region"
 
-  name                = "hello"
-  environment         = "demo"
-  region              = "us-east-1"
-  image               = "public.ecr.aws/docker/library/busybox:stable"
-  app_version         = "bootstrap"
-  test_listener_cidrs = var.test_listener_cidrs
+  name              = "hello"
+  environment       = "demo"
+  region            = "us-east-1"
+  test_header_value = random_password.test_header.result
 }
 
 module "lock" {
@@ -47,15 +66,18 @@ module "lock" {
 module "github" {
   source = "../../modules/github-oidc"
 
-  repository        = var.github_repository
-  environment       = "demo"
-  role_name         = "bluegreen-deploy-demo"
-  listener_arns     = module.region.listener_arns
-  target_group_arns = module.region.target_group_arns
-  service_arns      = [module.region.service_arn]
-  task_role_arns    = module.region.task_role_arns
-  repository_arns   = [module.region.repository_arn]
-  lock_table_arn    = module.lock.table_arn
+  repository                 = var.github_repository
+  environment                = "demo"
+  role_name                  = "bluegreen-deploy-demo"
+  create_provider            = var.create_github_oidc_provider
+  listener_arns              = module.region.listener_arns
+  target_group_arns          = module.region.target_group_arns
+  service_arns               = [module.region.service_arn]
+  task_role_arns             = module.region.task_role_arns
+  repository_arns            = [module.region.repository_arn]
+  test_rule_arns             = [module.region.test_rule_arn]
+  test_header_parameter_arns = [aws_ssm_parameter.test_header.arn]
+  lock_table_arn             = module.lock.table_arn
 }
 
 output "alb_dns_name" {

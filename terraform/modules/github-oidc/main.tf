@@ -1,10 +1,11 @@
-# GitHub Actions → AWS without keys: the account's OIDC provider for token.actions.githubusercontent.com
-# and one deploy role whose trust is pinned to a single GitHub environment of a single repository,
-# with a policy naming exactly what bluegreen touches.
+# GitHub Actions → AWS without keys: one deploy role whose trust is pinned to a single GitHub
+# environment of a single repository (plus, optionally, the on-call operators), with a policy naming
+# exactly what bluegreen touches. The account's OIDC provider for token.actions.githubusercontent.com
+# is looked up, or created with create_provider (an account holds one per issuer URL).
 
 locals {
   issuer         = "token.actions.githubusercontent.com"
-  provider_arn   = var.create_provider ? aws_iam_openid_connect_provider.github[0].arn : "arn:aws:iam::${data.aws_caller_identity.this.account_id}:oidc-provider/${local.issuer}"
+  provider_arn   = var.create_provider ? aws_iam_openid_connect_provider.github[0].arn : data.aws_iam_openid_connect_provider.github[0].arn
   task_set_arns  = [for s in var.service_arns : "${replace(s, ":service/", ":task-set/")}/*"]
   all_repo_arns  = concat(var.repository_arns, var.source_repository_arns)
   push_repo_arns = var.repository_arns
@@ -12,11 +13,20 @@ locals {
 
 data "aws_caller_identity" "this" {}
 
+data "aws_partition" "this" {}
+
 resource "aws_iam_openid_connect_provider" "github" {
   count          = var.create_provider ? 1 : 0
   url            = "https://${local.issuer}"
   client_id_list = ["sts.amazonaws.com"]
   tags           = var.tags
+}
+
+# The provider another stack (or the console) created; the plan fails here, naming the URL, when
+# the account has none: then set create_provider = true.
+data "aws_iam_openid_connect_provider" "github" {
+  count = var.create_provider ? 0 : 1
+  url   = "https://${local.issuer}"
 }
 
 data "aws_iam_policy_document" "trust" {
@@ -38,50 +48,95 @@ data "aws_iam_policy_document" "trust" {
       values   = ["repo:${var.repository}:environment:${var.environment}"]
     }
   }
+
+  # On call: engineers assume the role from a workstation (bluegreen status, rollback, unlock).
+  # The account root as principal plus aws:PrincipalArn, because a principal element cannot name
+  # IAM Identity Center roles (their path is generated) or hold wildcards; ArnLike can.
+  # SetSourceIdentity: when the caller's session carries a source identity (set by the identity
+  # provider, it follows the engineer into the deploy role's CloudTrail events) AssumeRole fails
+  # without it. TagSession: likewise for a caller that passes session tags or carries transitive ones.
+  dynamic "statement" {
+    for_each = length(var.operator_principals) > 0 ? [1] : []
+    content {
+      sid     = "Operators"
+      actions = ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]
+      principals {
+        type        = "AWS"
+        identifiers = ["arn:${data.aws_partition.this.partition}:iam::${data.aws_caller_identity.this.account_id}:root"]
+      }
+      condition {
+        test     = "ArnLike"
+        variable = "aws:PrincipalArn"
+        values   = var.operator_principals
+      }
+    }
+  }
 }
 
 resource "aws_iam_role" "deploy" {
   name                 = var.role_name
   description          = "bluegreen deploys from ${var.repository}, GitHub environment ${var.environment}"
   assume_role_policy   = data.aws_iam_policy_document.trust.json
-  max_session_duration = 7200
+  max_session_duration = var.max_session_duration
   tags                 = var.tags
 }
 
 data "aws_iam_policy_document" "deploy" {
-  # Read calls that AWS does not scope to resources.
+  # Exactly the calls bluegreen makes, each on the resource AWS authorizes it on: make test's
+  # tools/checks/iam_check.py derives the calls from bluegreen's code and checks this block against
+  # the Service Authorization Reference, so a call without its grant, or a grant nothing calls, fails.
+
+  # Calls that support no resource-level permissions: AWS requires "*" (checkov knows them, so
+  # neither CKV_AWS_356 nor CKV_AWS_111 needs a skip since RegisterTaskDefinition left this list).
   statement {
     sid = "Describe"
-    #checkov:skip=CKV_AWS_356:Describe*, RegisterTaskDefinition and GetAuthorizationToken support no resource-level permissions
-    #checkov:skip=CKV_AWS_111:RegisterTaskDefinition supports no resource-level permissions; it is a write of a new revision only
     actions = [
       "elasticloadbalancing:DescribeLoadBalancers",
       "elasticloadbalancing:DescribeListeners",
+      "elasticloadbalancing:DescribeRules",
       "elasticloadbalancing:DescribeTargetGroups",
       "elasticloadbalancing:DescribeTargetHealth",
       "ecs:DescribeTaskDefinition",
-      "ecs:RegisterTaskDefinition",
       "ecr:GetAuthorizationToken",
     ]
     resources = ["*"]
   }
 
+  # Production traffic: the production listeners' weighted forward. var.listener_arns also holds
+  # the test listeners, whose default action bluegreen no longer changes (test traffic goes through
+  # the header rule below).
   statement {
     sid       = "ShiftTraffic"
     actions   = ["elasticloadbalancing:ModifyListener"]
     resources = var.listener_arns
   }
 
+  # Test traffic: the forward of each test listener's header rule.
   statement {
-    sid       = "TaskSets"
-    actions   = ["ecs:DescribeServices", "ecs:DescribeTaskSets", "ecs:CreateTaskSet", "ecs:UpdateServicePrimaryTaskSet"]
-    resources = var.service_arns
+    sid       = "TestRoute"
+    actions   = ["elasticloadbalancing:ModifyRule"]
+    resources = var.test_rule_arns
   }
 
   statement {
-    sid       = "TaskSetChanges"
-    actions   = ["ecs:UpdateTaskSet", "ecs:DeleteTaskSet", "ecs:DescribeTaskSets"]
+    sid       = "Services"
+    actions   = ["ecs:DescribeServices", "ecs:UpdateServicePrimaryTaskSet"]
+    resources = var.service_arns
+  }
+
+  # ECS authorizes task set calls, CreateTaskSet included, on the task set: task-set/<cluster>/<service>/*.
+  statement {
+    sid       = "TaskSets"
+    actions   = ["ecs:CreateTaskSet", "ecs:DescribeTaskSets", "ecs:UpdateTaskSet", "ecs:DeleteTaskSet"]
     resources = local.task_set_arns
+  }
+
+  # New revisions of the family the region module registers, which it names like the cluster
+  # (task_family in bluegreen.toml): task-definition/<cluster>:*, in each service's region.
+  statement {
+    sid       = "TaskDefinitions"
+    actions   = ["ecs:RegisterTaskDefinition"]
+    resources = [for s in var.service_arns : replace(s, "/:service/([^/]+)/.*/", ":task-definition/$1:*")]
   }
 
   statement {
@@ -95,21 +150,22 @@ data "aws_iam_policy_document" "deploy" {
     }
   }
 
+  # Reads: manifests (GET/HEAD), layers (GET, and mounting one from another repository), scans.
   statement {
     sid = "PullImages"
     actions = [
       "ecr:BatchGetImage",
       "ecr:GetDownloadUrlForLayer",
-      "ecr:BatchCheckLayerAvailability",
-      "ecr:DescribeImages",
       "ecr:DescribeImageScanFindings",
     ]
     resources = local.all_repo_arns
   }
 
+  # Writes, and the HEAD of a layer before uploading it, only where bluegreen pushes.
   statement {
     sid = "PushImages"
     actions = [
+      "ecr:BatchCheckLayerAvailability",
       "ecr:InitiateLayerUpload",
       "ecr:UploadLayerPart",
       "ecr:CompleteLayerUpload",
@@ -124,6 +180,14 @@ data "aws_iam_policy_document" "deploy" {
     resources = [var.lock_table_arn]
   }
 
+  # The test header's secret, read with decryption; its key is the AWS-managed alias/aws/ssm, whose
+  # key policy admits any principal of the account through SSM, so no kms:Decrypt is granted.
+  statement {
+    sid       = "TestHeader"
+    actions   = ["ssm:GetParameter"]
+    resources = var.test_header_parameter_arns
+  }
+
   dynamic "statement" {
     for_each = length(var.assume_role_arns) > 0 ? [1] : []
     content {
@@ -133,10 +197,14 @@ data "aws_iam_policy_document" "deploy" {
     }
   }
 
+  # The alarms of the gate: alarm_arns, or by default (["*"]) those the region module creates,
+  # which it names after the cluster (<cluster>-<colour>-5xx, …-unhealthy), in each service's region.
   statement {
-    sid       = "Alarms"
-    actions   = ["cloudwatch:DescribeAlarms"]
-    resources = var.alarm_arns
+    sid     = "Alarms"
+    actions = ["cloudwatch:DescribeAlarms"]
+    resources = length(var.alarm_arns) == 0 || contains(var.alarm_arns, "*") ? [
+      for s in var.service_arns : replace(replace(s, ":ecs:", ":cloudwatch:"), "/:service/([^/]+)/.*/", ":alarm:$1-*")
+    ] : var.alarm_arns
   }
 }
 

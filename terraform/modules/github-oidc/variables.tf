@@ -14,14 +14,41 @@ variable "environment" {
 }
 
 variable "create_provider" {
-  description = "Create the account's GitHub OIDC provider (only one per account; false to reuse it)."
+  description = "Create the account's GitHub OIDC provider (https://token.actions.githubusercontent.com). An account holds one per URL, and most already have it (`aws iam list-open-id-connect-providers` lists it): keep false to look it up. true only in an account without one; it must then exist before infra.yml can authenticate at all, so that first apply runs from a workstation."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "role_name" {
   description = "Name of the deploy role (role_arn in bluegreen's environment file)."
   type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", var.role_name))
+    error_message = "role_name must be an IAM role name: 1-64 letters, digits or +=,.@_-."
+  }
+}
+
+variable "max_session_duration" {
+  description = "Longest session of the deploy role, in seconds (3600-43200). It must cover `bluegreen plan -e <env> --output json`'s worst_case_seconds: the release workflow requests that plus a margin, and AWS refuses a request above this."
+  type        = number
+  default     = 14400
+
+  validation {
+    condition     = var.max_session_duration >= 3600 && var.max_session_duration <= 43200 && floor(var.max_session_duration) == var.max_session_duration
+    error_message = "max_session_duration must be a whole number of seconds from 3600 (1 h) to 43200 (12 h)."
+  }
+}
+
+variable "operator_principals" {
+  description = "IAM principal ARNs, or ArnLike patterns, of the engineers allowed to assume the deploy role from a workstation (sts:AssumeRole) for on call: bluegreen status, rollback, unlock. For IAM Identity Center, the permission set's role, e.g. arn:aws:iam::<account>:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_Deployer_*. Empty: only GitHub Actions may assume it."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.operator_principals : can(regex("^arn:aws[a-z-]*:(iam|sts)::([0-9]{12}|[*]):", p))])
+    error_message = "operator_principals must be IAM or STS ARNs (patterns with * and ? allowed), e.g. arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_Deployer_*."
+  }
 }
 
 variable "listener_arns" {
@@ -66,8 +93,18 @@ variable "assume_role_arns" {
   default     = []
 }
 
+variable "test_rule_arns" {
+  description = "The test routes: each region's test listener rule (the region module's test_rule_arn), whose forward bluegreen points at the new colour (elasticloadbalancing:ModifyRule)."
+  type        = list(string)
+}
+
+variable "test_header_parameter_arns" {
+  description = "SSM parameters (SecureString, AWS-managed key alias/aws/ssm) holding the test header's secret, which bluegreen reads with decryption (ssm:GetParameter)."
+  type        = list(string)
+}
+
 variable "alarm_arns" {
-  description = "CloudWatch alarms bluegreen reads."
+  description = "CloudWatch alarm ARNs the gate reads (cloudwatch:DescribeAlarms). The default [\"*\"] (or []) means the alarms the region module creates: those named <cluster>-* in each service's region, derived from service_arns; give ARNs when the gate reads other alarms."
   type        = list(string)
   default     = ["*"]
 }

@@ -1,8 +1,9 @@
 # One region of a bluegreen environment: network, ALB with production and test listeners, twin
-# target groups behind a weighted forward, an ECS service with the EXTERNAL deployment controller,
-# its roles, logs, alarms and the ECR repository. Every resource sets `region` (AWS provider v6),
-# so one provider serves every region. bluegreen owns the listener weights and the task sets:
-# Terraform sets them once and ignores them afterwards.
+# target groups behind a weighted forward, an ECS service with the EXTERNAL deployment controller
+# and no task set, the task definition bluegreen registers releases from, roles, logs, alarms with
+# their SNS topic, and the ECR repository. Every resource sets `region` (AWS provider v6), so one
+# provider serves every region. bluegreen owns the production weights, the test route's action and
+# the task sets: Terraform sets them once and ignores them afterwards.
 
 locals {
   prefix = "${var.name}-${var.environment}"
@@ -13,6 +14,9 @@ locals {
     managed-by  = "terraform"
   })
   colours = toset(["blue", "green"])
+  # The template's image: a tag nothing ever pushes (tags are IMMUTABLE and releases are semver),
+  # so the template can never run by accident; bluegreen pins each release's image by digest.
+  placeholder_image = "${var.create_repository ? aws_ecr_repository.this[0].repository_url : var.repository_url}:unreleased"
 }
 
 data "aws_availability_zones" "this" {
@@ -22,6 +26,8 @@ data "aws_availability_zones" "this" {
 }
 
 data "aws_caller_identity" "this" {}
+
+data "aws_partition" "this" {}
 
 # ---- network ------------------------------------------------------------------------------------
 
@@ -203,7 +209,7 @@ resource "aws_vpc_security_group_ingress_rule" "test" {
   for_each          = toset(var.test_listener_cidrs)
   region            = var.region
   security_group_id = aws_security_group.alb.id
-  description       = "test listener, deployers and CI only"
+  description       = "test listener: only requests with the secret test header reach a colour"
   cidr_ipv4         = each.value
   ip_protocol       = "tcp"
   from_port         = var.test_listener_port
@@ -321,9 +327,11 @@ resource "aws_lb_listener" "redirect" {
   tags = local.tags
 }
 
-# Reachable only from test_listener_cidrs; bluegreen points it at the new colour before traffic.
+# The test listener answers 404 to everything but the test route below: CI runners and deployers
+# reach it from anywhere (GitHub-hosted runners have no fixed addresses), and only a request that
+# carries the secret header gets through to a colour.
 resource "aws_lb_listener" "test" {
-  #checkov:skip=CKV_AWS_2:test traffic from deployer and CI CIDRs only (security group); probes need no certificate
+  #checkov:skip=CKV_AWS_2:plain HTTP test port: requests without the secret test header get a fixed 404, and the route reaches only the colour that is not yet live
   #checkov:skip=CKV_AWS_103:plain HTTP test listener, see CKV_AWS_2
   region            = var.region
   load_balancer_arn = aws_lb.this.arn
@@ -331,6 +339,33 @@ resource "aws_lb_listener" "test" {
   protocol          = "HTTP"
 
   default_action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = "text/plain"
+      message_body = "not found"
+      status_code  = "404"
+    }
+  }
+
+  tags = local.tags
+}
+
+# The test route (ECS blue/green's "test listener rule"): requests with the secret header go to the
+# colour bluegreen is about to release. Terraform creates it on blue and never touches its action
+# again: bluegreen points it at the new colour before any production traffic.
+resource "aws_lb_listener_rule" "test" {
+  region       = var.region
+  listener_arn = aws_lb_listener.test.arn
+  priority     = 1
+
+  condition {
+    http_header {
+      http_header_name = var.test_header_name
+      values           = [var.test_header_value]
+    }
+  }
+
+  action {
     type = "forward"
     forward {
       target_group {
@@ -345,7 +380,7 @@ resource "aws_lb_listener" "test" {
   }
 
   lifecycle {
-    ignore_changes = [default_action]
+    ignore_changes = [action]
   }
 
   tags = local.tags
@@ -374,7 +409,7 @@ resource "aws_cloudwatch_log_group" "service" {
 }
 
 resource "aws_security_group" "tasks" {
-  #checkov:skip=CKV2_AWS_5:attached to the task sets, which bluegreen creates (and the initial one is created outside Terraform's state)
+  #checkov:skip=CKV2_AWS_5:attached to the task sets, which bluegreen creates outside Terraform's state (the service's bluegreen:security-groups tag names it for a region's first one)
   region      = var.region
   name        = "${local.prefix}-tasks"
   description = "Tasks of ${local.prefix}: reachable only from the ALB"
@@ -431,6 +466,10 @@ resource "aws_iam_role" "task" {
   tags               = local.tags
 }
 
+# The template of every release in this region (family <name>-<environment>, container `app`): a
+# region's first `bluegreen promote` registers a revision of it with the release's image pinned by
+# digest and APP_VERSION set; later releases are registered from the live revision. This revision
+# itself never runs: its image is a placeholder tag (local.placeholder_image).
 resource "aws_ecs_task_definition" "initial" {
   region                   = var.region
   family                   = local.prefix
@@ -443,13 +482,13 @@ resource "aws_ecs_task_definition" "initial" {
 
   container_definitions = jsonencode([{
     name                   = "app"
-    image                  = var.image
+    image                  = local.placeholder_image
     essential              = true
     readonlyRootFilesystem = true
     user                   = "65532:65532"
     portMappings           = [{ containerPort = var.container_port, protocol = "tcp" }]
     environment = [
-      { name = "APP_VERSION", value = var.app_version },
+      { name = "APP_VERSION", value = "unreleased" },
       { name = "PORT", value = tostring(var.container_port) },
     ]
     healthCheck = {
@@ -470,7 +509,7 @@ resource "aws_ecs_task_definition" "initial" {
     }
   }])
 
-  # bluegreen registers every later revision from the live one.
+  # bluegreen registers every later revision of the family; Terraform registers this one once.
   lifecycle {
     ignore_changes = all
   }
@@ -479,7 +518,8 @@ resource "aws_ecs_task_definition" "initial" {
 }
 
 # With the EXTERNAL controller the service holds no task definition or load balancer of its own:
-# bluegreen owns its task sets (one per live release).
+# bluegreen owns its task sets (one per live release). A fresh service has none; the first
+# `bluegreen promote` of a region creates one from the task_family template.
 resource "aws_ecs_service" "this" {
   region        = var.region
   name          = var.name
@@ -494,28 +534,15 @@ resource "aws_ecs_service" "this" {
     ignore_changes = [desired_count, task_definition, load_balancer, network_configuration]
   }
 
-  tags = local.tags
-}
-
-# The first task set, created once when the service is created, so bluegreen finds a live release
-# on blue. Terraform does not track it afterwards (bluegreen replaces it on the first promote);
-# a tracked aws_ecs_task_set would be recreated by the next apply.
-resource "terraform_data" "initial_task_set" {
-  triggers_replace = [aws_ecs_service.this.id]
-
-  provisioner "local-exec" {
-    command = <<-EOT
-      set -eu
-      ts=$(aws ecs create-task-set --region ${var.region} --cluster ${aws_ecs_cluster.this.name} \
-        --service ${aws_ecs_service.this.name} --task-definition ${aws_ecs_task_definition.initial.arn} \
-        --launch-type FARGATE --external-id terraform-initial \
-        --load-balancers targetGroupArn=${aws_lb_target_group.colour["blue"].arn},containerName=app,containerPort=${var.container_port} \
-        --network-configuration 'awsvpcConfiguration={subnets=[${join(",", var.private_tasks ? aws_subnet.private[*].id : aws_subnet.public[*].id)}],securityGroups=[${aws_security_group.tasks.id}],assignPublicIp=${var.private_tasks ? "DISABLED" : "ENABLED"}}' \
-        --scale value=100,unit=PERCENT --query taskSet.taskSetArn --output text)
-      aws ecs update-service-primary-task-set --region ${var.region} --cluster ${aws_ecs_cluster.this.name} \
-        --service ${aws_ecs_service.this.name} --primary-task-set "$ts"
-    EOT
-  }
+  # Where the first task set runs: with the EXTERNAL controller the network lives on task sets,
+  # and before the first release there is none to copy it from, so bluegreen reads these tags
+  # (bluegreen/src/aws/ecs.rs). Tag values cannot hold commas: ids are space-separated.
+  tags = merge(local.tags, {
+    "bluegreen:subnets"          = join(" ", var.private_tasks ? aws_subnet.private[*].id : aws_subnet.public[*].id)
+    "bluegreen:security-groups"  = aws_security_group.tasks.id
+    "bluegreen:assign-public-ip" = var.private_tasks ? "DISABLED" : "ENABLED"
+    "bluegreen:launch-type"      = "FARGATE"
+  })
 }
 
 resource "aws_appautoscaling_target" "this" {
@@ -545,7 +572,58 @@ resource "aws_appautoscaling_policy" "cpu" {
   }
 }
 
-# ---- alarms (the gate reads them) ---------------------------------------------------------------
+# ---- alarms (the gate reads them) and their notifications -------------------------------------
+
+# Alarm notifications go to an encrypted topic. AWS's managed SNS key does not let CloudWatch use
+# it, so the topic has its own key whose policy does (and, through IAM, this account's principals).
+resource "aws_kms_key" "alarms" {
+  region                  = var.region
+  description             = "SNS alarm notifications of ${local.prefix} in ${var.region}"
+  enable_key_rotation     = true
+  deletion_window_in_days = 30
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "Account"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${data.aws_partition.this.partition}:iam::${data.aws_caller_identity.this.account_id}:root" }
+        Action    = "kms:*"
+        Resource  = "*"
+      },
+      {
+        Sid       = "CloudWatchAlarmsPublish"
+        Effect    = "Allow"
+        Principal = { Service = "cloudwatch.amazonaws.com" }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        Resource  = "*"
+        Condition = { StringEquals = { "aws:SourceAccount" = data.aws_caller_identity.this.account_id } }
+      },
+    ]
+  })
+  tags = local.tags
+}
+
+resource "aws_kms_alias" "alarms" {
+  region        = var.region
+  name          = "alias/${local.prefix}-alarms"
+  target_key_id = aws_kms_key.alarms.key_id
+}
+
+resource "aws_sns_topic" "alarms" {
+  region            = var.region
+  name              = "${local.prefix}-alarms"
+  kms_master_key_id = aws_kms_key.alarms.arn
+  tags              = local.tags
+}
+
+resource "aws_sns_topic_subscription" "email" {
+  count     = var.alarm_email == null ? 0 : 1
+  region    = var.region
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
 
 resource "aws_cloudwatch_metric_alarm" "target_5xx" {
   for_each            = local.colours
@@ -560,6 +638,8 @@ resource "aws_cloudwatch_metric_alarm" "target_5xx" {
   threshold           = var.alarm_5xx_threshold
   comparison_operator = "GreaterThanOrEqualToThreshold"
   treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
   dimensions = {
     LoadBalancer = aws_lb.this.arn_suffix
     TargetGroup  = aws_lb_target_group.colour[each.key].arn_suffix
@@ -580,6 +660,8 @@ resource "aws_cloudwatch_metric_alarm" "unhealthy" {
   threshold           = 1
   comparison_operator = "GreaterThanOrEqualToThreshold"
   treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
   dimensions = {
     LoadBalancer = aws_lb.this.arn_suffix
     TargetGroup  = aws_lb_target_group.colour[each.key].arn_suffix

@@ -1,10 +1,16 @@
 variable "name" {
-  description = "Application name; every resource is named <name>-<environment>[-suffix]."
+  description = "Application name: the ECS service and the ECR repository; every other resource is named <name>-<environment>[-suffix]."
   type        = string
 
+  # ECR repository names allow no doubled or trailing hyphen; ALB names must not end with one.
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.name))
-    error_message = "name must be 2-21 lowercase letters, digits or hyphens, starting with a letter."
+    condition     = length(var.name) >= 2 && can(regex("^[a-z][a-z0-9]*(-[a-z0-9]+)*$", var.name))
+    error_message = "name must be at least 2 lowercase letters, digits or single hyphens, starting with a letter and not ending with a hyphen."
+  }
+
+  validation {
+    condition     = !startswith("${var.name}-", "internal-")
+    error_message = "name must not be \"internal\" or begin with \"internal-\": the ALB <name>-<environment> may not begin with \"internal-\"."
   }
 }
 
@@ -13,14 +19,27 @@ variable "environment" {
   type        = string
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,9}$", var.environment))
-    error_message = "environment must be 2-10 lowercase letters, digits or hyphens."
+    condition     = length(var.environment) >= 2 && can(regex("^[a-z][a-z0-9]*(-[a-z0-9]+)*$", var.environment))
+    error_message = "environment must be at least 2 lowercase letters, digits or single hyphens, starting with a letter and not ending with a hyphen."
+  }
+
+  # The longest name with the tightest limit: target groups (and the ALB) take at most 32.
+  validation {
+    condition     = length("${var.name}-${var.environment}-green") <= 32
+    error_message = "<name>-<environment>-green, the green target group's name (here ${var.name}-${var.environment}-green), must be at most 32 characters: shorten name or environment."
   }
 }
 
 variable "region" {
   description = "AWS region of this stack (AWS provider v6 per-resource region)."
   type        = string
+
+  # Part of IAM role names (<name>-<environment>-<region>-execution, at most 64): 20 leaves room
+  # for every region code (the longest today, us-isof-south-1, has 15).
+  validation {
+    condition     = length(var.region) <= 20 && can(regex("^[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}$", var.region))
+    error_message = "region must be an AWS region code such as eu-west-1, at most 20 characters (it is part of the IAM role <name>-<environment>-<region>-execution, at most 64)."
+  }
 }
 
 variable "vpc_cidr" {
@@ -58,7 +77,7 @@ variable "listener_port" {
 }
 
 variable "test_listener_port" {
-  description = "Test listener port, reachable only from test_listener_cidrs."
+  description = "Test listener port: a fixed 404 unless the request carries the test header (test_header_name) with its secret value."
   type        = number
   default     = 8080
 
@@ -69,12 +88,35 @@ variable "test_listener_port" {
 }
 
 variable "test_listener_cidrs" {
-  description = "CIDRs allowed to reach the test listener (the deployer and CI egress)."
+  description = "CIDRs allowed to reach the test listener. Anywhere by default: GitHub-hosted runners have no fixed addresses, and a request without the secret test header gets a fixed 404, while one with it reaches only the colour that is not yet live. Narrow it to your deployers' and CI egress for defence in depth."
   type        = list(string)
+  default     = ["0.0.0.0/0"]
 
   validation {
-    condition     = alltrue([for c in var.test_listener_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
-    error_message = "test_listener_cidrs must be valid CIDRs and must not be 0.0.0.0/0."
+    condition     = alltrue([for c in var.test_listener_cidrs : can(cidrnetmask(c))])
+    error_message = "test_listener_cidrs must be valid IPv4 CIDRs."
+  }
+}
+
+variable "test_header_name" {
+  description = "HTTP header of the test route: the test listener forwards a request to a colour only when this header carries test_header_value ([test_traffic].header in bluegreen.toml)."
+  type        = string
+  default     = "X-Bluegreen-Test"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,40}$", var.test_header_name))
+    error_message = "test_header_name must be an HTTP header name (RFC 7230 token characters) of at most 40 characters, as an ALB http-header condition requires."
+  }
+}
+
+variable "test_header_value" {
+  description = "Secret value of the test header (the environment root keeps it in SSM Parameter Store for bluegreen). Letters and digits only: ALB header conditions compare case-insensitively and treat * and ? as wildcards."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9]{16,128}$", var.test_header_value))
+    error_message = "test_header_value must be 16-128 letters and digits (an ALB condition value holds at most 128 characters)."
   }
 }
 
@@ -90,15 +132,6 @@ variable "certificate_arn" {
   default     = null
 }
 
-variable "image" {
-  description = "Initial image of the service (the first task set); bluegreen replaces it on every promote."
-  type        = string
-}
-
-variable "app_version" {
-  description = "Version of the initial image, exposed to the app as APP_VERSION."
-  type        = string
-}
 
 variable "desired_count" {
   description = "Tasks per task set (each colour runs this many while it serves)."
@@ -141,9 +174,20 @@ variable "ecr_keep_images" {
 }
 
 variable "create_repository" {
-  description = "Create the ECR repository in this region (false when another stack owns it)."
+  description = "Create the ECR repository in this region (false when another stack owns it: then set repository_url)."
   type        = bool
   default     = true
+}
+
+variable "repository_url" {
+  description = "URL of this region's ECR repository when create_repository = false; the task definition template names it (with the placeholder tag :unreleased, which never runs)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.create_repository || var.repository_url != null
+    error_message = "repository_url is required when create_repository = false."
+  }
 }
 
 variable "autoscaling" {
@@ -154,6 +198,12 @@ variable "autoscaling" {
     cpu_target = number
   })
   default = null
+}
+
+variable "alarm_email" {
+  description = "E-mail address subscribed to this region's alarm topic (SNS asks it to confirm); null subscribes nobody."
+  type        = string
+  default     = null
 }
 
 variable "alarm_5xx_threshold" {
