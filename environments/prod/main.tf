@@ -10,7 +10,7 @@ module "us_east_1" {
   vpc_cidr            = "10.50.0.0/16"
   desired_count       = 2
   test_listener_cidrs = var.test_listener_cidrs
-  test_header_value   = random_password.test_header.result
+  test_header_value   = module.environment.test_header_value
   alarm_email         = var.alarm_email
   deletion_protection = var.deletion_protection
   autoscaling         = { min = 2, max = 4, cpu_target = 60 }
@@ -25,7 +25,7 @@ module "eu_west_1" {
   vpc_cidr            = "10.51.0.0/16"
   desired_count       = 2
   test_listener_cidrs = var.test_listener_cidrs
-  test_header_value   = random_password.test_header.result
+  test_header_value   = module.environment.test_header_value
   alarm_email         = var.alarm_email
   deletion_protection = var.deletion_protection
   autoscaling         = { min = 2, max = 4, cpu_target = 60 }
@@ -40,7 +40,7 @@ module "ap_southeast_2" {
   vpc_cidr            = "10.52.0.0/16"
   desired_count       = 2
   test_listener_cidrs = var.test_listener_cidrs
-  test_header_value   = random_password.test_header.result
+  test_header_value   = module.environment.test_header_value
   alarm_email         = var.alarm_email
   deletion_protection = var.deletion_protection
   autoscaling         = { min = 2, max = 4, cpu_target = 60 }
@@ -50,22 +50,15 @@ locals {
   regions = [module.us_east_1, module.eu_west_1, module.ap_southeast_2]
 }
 
-# The test route's secret: the value of the test header (the region module's test_header_name,
-# [test_traffic] in bluegreen.toml). Letters and digits only: ALB header conditions compare
-# case-insensitively and read * and ? as wildcards. Rotate: terraform apply -replace=random_password.test_header
-resource "random_password" "test_header" {
-  length  = 40
-  special = false
-}
+# What the environment has once, in its home region: the test route's secret (SSM parameter
+# [test_traffic].parameter; every region module compares it) and the dashboard over local.regions.
+module "environment" {
+  source = "../../terraform/modules/environment"
 
-# bluegreen reads it from the lock's region ([test_traffic].parameter).
-resource "aws_ssm_parameter" "test_header" {
-  #checkov:skip=CKV_AWS_337:AWS-managed key alias/aws/ssm on purpose: whoever may read the parameter may send test traffic, which reaches only the colour that is not yet live; a CMK would add a key policy to keep in step for no protection
+  name        = var.name
+  environment = "prod"
   region      = var.home_region
-  name        = "/bluegreen/${var.name}-prod/test-header"
-  description = "Value of the test header that lets a request through the test listeners of ${var.name}-prod to the colour being released"
-  type        = "SecureString"
-  value       = random_password.test_header.result
+  regions     = [for r in local.regions : r.metric_dimensions]
 }
 
 module "lock" {
@@ -96,6 +89,6 @@ module "github" {
   source_repository_arns     = [var.source_repository_arn]
   assume_role_arns           = [var.source_read_role_arn]
   test_rule_arns             = [for r in local.regions : r.test_rule_arn]
-  test_header_parameter_arns = [aws_ssm_parameter.test_header.arn]
+  test_header_parameter_arns = [module.environment.test_header_parameter_arn]
   lock_table_arn             = module.lock.table_arn
 }

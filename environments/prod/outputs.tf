@@ -19,7 +19,7 @@ output "alb_dns_names" {
 
 output "test_header_parameter" {
   description = "SSM parameter (home region) with the test header's secret ([test_traffic].parameter)."
-  value       = aws_ssm_parameter.test_header.name
+  value       = module.environment.test_header_parameter_name
 }
 
 output "alarm_topic_arns" {
@@ -29,5 +29,5 @@ output "alarm_topic_arns" {
 
 output "dashboard_url" {
   description = "The environment's CloudWatch dashboard."
-  value       = "https://${var.home_region}.console.aws.amazon.com/cloudwatch/home?region=${var.home_region}#dashboards/dashboard/${aws_cloudwatch_dashboard.this.dashboard_name}"
+  value       = module.environment.dashboard_url
 }

@@ -6,7 +6,7 @@ terraform {
       source  = "hashicorp/aws"
       version = ">= 6.0, < 7.0"
     }
-    # The test header's secret.
+    # The test header's secret (module environment).
     random = {
       source  = "hashicorp/random"
       version = ">= 3.6, < 4.0"

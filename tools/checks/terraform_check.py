@@ -535,6 +535,9 @@ def check_names(label: str, doc: dict[str, list[Any]], combos: list[dict[str, st
     return tightest
 
 
+# The environment module's names (its SSM parameter, its dashboard) are bounded by what the roots pass
+# it, which the region modules' validations bound: checked with the roots below.
+environment = parsed[MODULES / "environment"]
 for label, doc in [("region", region), ("github-oidc", oidc), ("deploy-lock", lock)]:
     wanted = inputs_of(doc)
     try:
@@ -549,15 +552,47 @@ for label, doc in [("region", region), ("github-oidc", oidc), ("deploy-lock", lo
         check(f"region: a validation's error message names the name closest to its limit ({tightest[1]})", tightest[1] in messages,
               "no error message of " + ", ".join(f"var.{k}" for k in sorted(wanted)) + f" says {tightest[1]}")
 
-# The roots: their own names use var.name, which the region modules they call bound.
+
+
+def calls(doc: dict[str, list[Any]], module: str) -> dict[str, dict[str, Any]]:
+    """The calls of terraform/modules/<module> in a root: name → arguments."""
+    return {n: b for block in doc.get("module", []) for n, b in block.items() if unquote(b["source"]).endswith(f"modules/{module}")}
+
+
+def called_with(doc: dict[str, list[Any]], args: dict[str, Any], wanted: set[str], lookup: Callable[[str], str]) -> dict[str, str]:
+    """The values of the module's variables `wanted` in one call: each argument evaluated in the
+    caller (`lookup` resolves the caller's references), or the variable's default."""
+    defaults = {k: v.get("default") for block in doc.get("variable", []) for k, v in block.items()}
+    return {k: interpolate(str(args[k]), lookup) if k in args else str(unquote(defaults.get(k))) for k in wanted if k in args or defaults.get(k) is not None}
+
+
+def root_input(values: dict[str, str]) -> Callable[[str], str]:
+    """Resolves a root's var.X from `values`; any other reference is unevaluable."""
+    def lookup(ref: str) -> str:
+        if ref.startswith("var.") and ref[4:] in values:
+            return values[ref[4:]]
+        raise Unevaluable(ref)
+    return lookup
+
+
+# The roots: their own names use var.name, which the region modules they call bound; so do the names
+# of the environment module, evaluated with the arguments the root gives it.
 for d in sorted(p for p in parsed if p.parent in (ENVS, ROOT / "terraform" / "examples")):
-    envs = {unquote(b.get("environment")) for block in parsed[d].get("module", []) for b in block.values() if unquote(b["source"]).endswith("modules/region")}
+    envs = {unquote(b.get("environment")) for b in calls(parsed[d], "region").values()}
     for env_name in sorted(envs):
         if "${" in env_name:
             check(f"{d.relative_to(ROOT)}: its region modules' environment is a literal", False, env_name)
             continue
-        check_names(str(d.relative_to(ROOT)), parsed[d], longest_inputs(region, {"name"}, {"environment": env_name}),
-                    "the longest name the region module allows")
+        combos = longest_inputs(region, {"name"}, {"environment": env_name})
+        check_names(str(d.relative_to(ROOT)), parsed[d], combos, "the longest name the region module allows")
+        for mname, args in calls(parsed[d], "environment").items():
+            try:
+                passed = [called_with(environment, args, inputs_of(environment) | {"region"}, root_input({"home_region": REGION_CODES[0], **c}))
+                          for c in combos]
+            except Unevaluable as e:
+                check(f"{d.relative_to(ROOT)}: module.{mname}'s names fit their AWS limits", False, f"cannot evaluate its argument {e} in the root")
+                continue
+            check_names(f"{d.relative_to(ROOT)}: module.{mname}", environment, passed, "the longest name the region module allows")
 
 # ---- bluegreen.toml names exactly what Terraform creates --------------------------------------
 
@@ -658,28 +693,58 @@ for env_dir in sorted(p for p in ENVS.iterdir() if p.is_dir()):
           cfg.get("role_arn", "").endswith(":role/" + unquote(gh["role_name"])), f"{cfg.get('role_arn')} vs {gh['role_name']}")
 
     # The test route: the header every region's rule matches, and the SSM parameter (in the lock's
-    # region) holding the very value those rules compare.
+    # region) holding the very value those rules compare. The parameter, its secret and the dashboard
+    # are the environment module's: its expressions are followed with the arguments the root gives it.
     def root_var(ref: str, tfvars: dict[str, Any] = tfvars, defaults: dict[str, Any] = root_defaults) -> str:
         name = ref.split(".", 1)[1]
         return str(tfvars.get(name, defaults.get(name)))
+
+    env_calls = calls(root, "environment")
+    check(f"{env}: the root calls the environment module once (the test route's secret, the dashboard)", len(env_calls) == 1, str(sorted(env_calls)))
+    env_call = next(iter(env_calls.values()), {})
+    env_outputs = {k: v for block in environment.get("output", []) for k, v in block.items()}
+
+    def env_var(ref: str, args: dict[str, Any] = env_call) -> str:
+        """var.X of the environment module: the root's argument, evaluated in the root."""
+        return next(iter(called_with(environment, args, {ref.split(".", 1)[1]}, root_var).values()), "None")
+
+    def through(expr: Any, env_calls: dict[str, Any] = env_calls, env_outputs: dict[str, Any] = env_outputs) -> str:
+        """A root expression `module.<environment call>.<output>` → that output's expression in the module."""
+        m = re.fullmatch(r"\$\{module\.(\w+)\.(\w+)\}", str(expr))
+        if m and m.group(1) in env_calls and m.group(2) in env_outputs:
+            return str(env_outputs[m.group(2)].get("value"))
+        return str(expr)
 
     tt = cfg.get("test_traffic", {})
     regions_made = list(made.values())
     check(f"{env}: test_traffic.header is the header every region's test rule matches",
           bool(regions_made) and all(tt.get("header") == n["test_header"] for n in regions_made),
           f"{tt.get('header')!r} vs {sorted({n['test_header'] for n in regions_made})}")
-    params = resources(root, "aws_ssm_parameter")
-    param = next(iter(params.values()), {})
-    secret_refs = {n["test_header_value"] for n in regions_made}
+    params = resources(environment, "aws_ssm_parameter")
+    pname, param = next(iter(params.items()), ("?", {}))
     check(f"{env}: test_traffic.parameter is the SecureString Terraform creates in the lock's region",
-          len(params) == 1 and tt.get("parameter") == interpolate(str(param.get("name")), root_var)
-          and unquote(param.get("type")) == "SecureString" and interpolate(str(param.get("region")), root_var) == cfg["lock"]["region"],
-          f"{tt.get('parameter')!r} vs {param.get('name')} in {param.get('region')}")
-    password = resources(root, "random_password").get(str(param.get("value", "")).removeprefix("${random_password.").split(".")[0], {})
+          len(params) == 1 and tt.get("parameter") == interpolate(str(param.get("name")), env_var)
+          and unquote(param.get("type")) == "SecureString" and interpolate(str(param.get("region")), env_var) == cfg["lock"]["region"],
+          f"{tt.get('parameter')!r} vs {param.get('name')} in {param.get('region')} (module environment, called with {env_call})")
+    secret_refs = {through(n["test_header_value"]) for n in regions_made}
+    password = resources(environment, "random_password").get(str(param.get("value", "")).removeprefix("${random_password.").split(".")[0], {})
     check(f"{env}: the parameter holds the value every region's test rule compares (one random_password, 16-128 letters and digits)",
           len(secret_refs) == 1 and secret_refs == {str(param.get("value"))} and str(param.get("value")).startswith("${random_password.")
           and password.get("special") is False and 16 <= int(password.get("length", 0)) <= 128,
           f"parameter value {param.get('value')}, rules compare {sorted(secret_refs)}, password {password}")
+    # The region modules take the secret from the environment module, which takes their
+    # metric_dimensions: no cycle only while the secret's output depends on no region.
+    fed = [re.fullmatch(r"\$\{module\.(\w+)\.(\w+)\}", n["test_header_value"]) for n in regions_made]
+    outs = [env_outputs.get(m.group(2), {}) if m and m.group(1) in env_calls else {} for m in fed]
+    check(f"{env}: every region module's test_header_value is a sensitive output of the environment module that depends on no region",
+          bool(outs) and all(o.get("sensitive") is True and re.fullmatch(r"\$\{random_password\.\w+\.result\}", str(o.get("value"))) for o in outs)
+          and "var." not in str(password) and "local." not in str(password),
+          f"region modules get {sorted({n['test_header_value'] for n in regions_made})}; "
+          f"outputs {({m.group(2): env_outputs.get(m.group(2)) for m in fed if m} if any(fed) else '-')}; password {password}")
+    root_outputs = {k: v for block in root.get("output", []) for k, v in block.items()}
+    check(f"{env}: output test_header_parameter is the parameter's name",
+          through(root_outputs.get("test_header_parameter", {}).get("value")) == f"${{aws_ssm_parameter.{pname}.name}}",
+          str(root_outputs.get("test_header_parameter")))
 
     # Everything that lists the regions (deploy policy, dashboard) goes through local.regions.
     listed = set(re.findall(r"module\.(\w+)", str(local_values(root).get("regions"))))
@@ -687,15 +752,20 @@ for env_dir in sorted(p for p in ENVS.iterdir() if p.is_dir()):
     check(f"{env}: local.regions lists every region module", listed == region_mods, f"{sorted(listed)} vs {sorted(region_mods)}")
     check(f"{env}: the deploy role gets every region's test rule and the test header's parameter",
           "local.regions" in str(gh.get("test_rule_arns")) and "test_rule_arn" in str(gh.get("test_rule_arns"))
-          and f"aws_ssm_parameter.{next(iter(params), '?')}.arn" in str(gh.get("test_header_parameter_arns")),
+          and any(through(a) == f"${{aws_ssm_parameter.{pname}.arn}}" for a in gh.get("test_header_parameter_arns") or []),
           f"{gh.get('test_rule_arns')} / {gh.get('test_header_parameter_arns')}")
-    dashboards = resources(root, "aws_cloudwatch_dashboard")
-    widgets = str(local_values(root)) + str(dashboards)
+    dashboards = resources(environment, "aws_cloudwatch_dashboard")
+    widgets = str(local_values(environment)) + str(dashboards)
     wanted_metrics = ["RequestCount", "HTTPCode_Target_5XX_Count", "TargetResponseTime", "HealthyHostCount", "RunningTaskCount"]
+    over = str(env_call.get("regions"))
     check(f"{env}: one dashboard in the home region over local.regions with {', '.join(wanted_metrics)}",
-          len(dashboards) == 1 and all(str(d.get("region")) == "${var.home_region}" for d in dashboards.values())
-          and "local.regions" in widgets and all(m in widgets for m in wanted_metrics),
-          f"{sorted(dashboards)}; missing {[m for m in wanted_metrics + ['local.regions'] if m not in widgets]}")
+          len(dashboards) == 1 and all(interpolate(str(d.get("region")), env_var) == root_var("var.home_region") for d in dashboards.values())
+          and "var.regions" in widgets and "local.regions" in over and "metric_dimensions" in over and all(m in widgets for m in wanted_metrics),
+          f"{sorted(dashboards)} in {[d.get('region') for d in dashboards.values()]}; regions = {over}; "
+          f"missing {[m for m in wanted_metrics + ['var.regions'] if m not in widgets]}")
+    check(f"{env}: output dashboard_url is the dashboard's",
+          bool(dashboards) and f"aws_cloudwatch_dashboard.{next(iter(dashboards), '?')}.dashboard_name" in through(root_outputs.get("dashboard_url", {}).get("value")),
+          str(root_outputs.get("dashboard_url")))
     try:
         need = worst_case(cfg)
         have = gh.get("max_session_duration")

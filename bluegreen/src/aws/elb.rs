@@ -235,12 +235,13 @@ pub async fn discover(c: &RegionClients, plan: &RegionPlan) -> Result<Topology, 
         .find(|l| l.listener_arn() == Some(test_listener_arn.as_str()))
         .and_then(|l| l.default_actions().first())
         .is_some_and(|a| a.r#type() == Some(&ActionTypeEnum::Forward));
-    let test_rule_arn = test_rule(c, &test_listener_arn, &plan.test_header).await?;
-
-    let mut arns = Vec::new();
-    for name in [&plan.blue_target_group, &plan.green_target_group] {
-        arns.push(target_group_arn(c, name).await?);
-    }
+    // Three independent reads at once: a rollback's first step waits for one round trip.
+    let (test_rule_arn, blue, green) = tokio::join!(
+        test_rule(c, &test_listener_arn, &plan.test_header),
+        target_group_arn(c, &plan.blue_target_group),
+        target_group_arn(c, &plan.green_target_group),
+    );
+    let (test_rule_arn, blue, green) = (test_rule_arn?, blue?, green?);
     Ok(Topology {
         region: region.clone(),
         load_balancer_arn: lb_arn,
@@ -251,8 +252,8 @@ pub async fn discover(c: &RegionClients, plan: &RegionPlan) -> Result<Topology, 
         test_listener_port: plan.test_listener_port,
         test_rule_arn,
         test_default_forwards,
-        blue_target_group_arn: arns.remove(0),
-        green_target_group_arn: arns.remove(0),
+        blue_target_group_arn: blue,
+        green_target_group_arn: green,
     })
 }
 

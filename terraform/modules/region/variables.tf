@@ -110,7 +110,7 @@ variable "test_header_name" {
 }
 
 variable "test_header_value" {
-  description = "Secret value of the test header (the environment root keeps it in SSM Parameter Store for bluegreen). Letters and digits only: ALB header conditions compare case-insensitively and treat * and ? as wildcards."
+  description = "Secret value of the test header (terraform/modules/environment generates it and keeps it in SSM Parameter Store for bluegreen). Letters and digits only: ALB header conditions compare case-insensitively and treat * and ? as wildcards."
   type        = string
   sensitive   = true
 

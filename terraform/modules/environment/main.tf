@@ -1,7 +1,32 @@
-# One CloudWatch dashboard for the whole environment, in the home region: per region, what a
-# rollout watches, each colour a line of its own (requests, target 5xx, p99 response time, healthy
-# targets) and the service's running tasks (Container Insights).
+# What an environment has once, in its home region: the test route's secret, kept in SSM Parameter
+# Store for bluegreen, and one CloudWatch dashboard over all its regions. Every region module of the
+# environment gets test_header_value; this module gets their metric_dimensions back (regions). That
+# is no cycle: Terraform wires module inputs and outputs value by value, and the secret depends on
+# nothing but its random_password.
 
+# The test route's secret: the value of the test header (the region module's test_header_name,
+# [test_traffic] in bluegreen.toml). Letters and digits only: ALB header conditions compare
+# case-insensitively and read * and ? as wildcards. Rotate, from the root that calls this module
+# "environment": terraform apply -replace=module.environment.random_password.test_header
+resource "random_password" "test_header" {
+  length  = 40
+  special = false
+}
+
+# bluegreen reads it from the lock's region ([test_traffic].parameter).
+resource "aws_ssm_parameter" "test_header" {
+  #checkov:skip=CKV_AWS_337:AWS-managed key alias/aws/ssm on purpose: whoever may read the parameter may send test traffic, which reaches only the colour that is not yet live; a CMK would add a key policy to keep in step for no protection
+  region      = var.region
+  name        = "/bluegreen/${var.name}-${var.environment}/test-header"
+  description = "Value of the test header that lets a request through the test listeners of ${var.name}-${var.environment} to the colour being released"
+  type        = "SecureString"
+  value       = random_password.test_header.result
+  tags        = var.tags
+}
+
+# The dashboard: per region, what a rollout watches, each colour a line of its own (requests,
+# target 5xx, p99 response time, healthy targets) and the service's running tasks (Container
+# Insights).
 locals {
   # One widget per metric; each plots the blue and the green target group.
   colour_metrics = [
@@ -12,7 +37,7 @@ locals {
   ]
 
   dashboard_widgets = flatten([
-    for i, r in [for m in local.regions : m.metric_dimensions] : concat(
+    for i, r in var.regions : concat(
       [{
         type   = "text"
         x      = 0
@@ -63,7 +88,7 @@ locals {
 }
 
 resource "aws_cloudwatch_dashboard" "this" {
-  region         = var.home_region
-  dashboard_name = "${var.name}-preprod"
+  region         = var.region
+  dashboard_name = "${var.name}-${var.environment}"
   dashboard_body = jsonencode({ widgets = local.dashboard_widgets })
 }
