@@ -2,7 +2,7 @@
 # Tests the release workflow's scripts against fakes: release-image-check.sh with an `aws` on PATH
 # that answers describe-images from $FAKE_ECR ("tag=digest" pairs) as the AWS CLI does (the digest
 # on stdout, or ImageNotFoundException on stderr and exit 254); session-seconds.sh with a
-# `bluegreen` that prints a plan's JSON lines. One line per case; exit 1 if any failed.
+# `bluegreen` that prints validate's JSON lines. One line per case; exit 1 if any failed.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 tmp=$(mktemp -d)
@@ -70,16 +70,15 @@ case_ "this commit already released as another version: refused" 1 \
 case_ "an AWS error is an error, never 'absent'" 2 "AccessDeniedException" "" "" \
   "An error occurred (AccessDeniedException) when calling the DescribeImages operation: not authorized"
 
-# session-seconds.sh: a fake `bluegreen plan` whose result states $FAKE_WORST (or fails).
+# session-seconds.sh: a fake `bluegreen validate` whose result states $FAKE_WORST (or fails).
 cat > "$tmp/bin/bluegreen" <<'FAKE'
 #!/usr/bin/env bash
 echo "$*" > "$FAKE_CALLS"
-echo '{"type":"event","level":"info","phase":"preflight","message":"reading the image"}'
 if [ -n "${FAKE_PLAN_FAIL:-}" ]; then
   echo '{"type":"error","exit_code":2,"message":"'"$FAKE_PLAN_FAIL"'"}'
   exit 2
 fi
-echo '{"type":"result","env":"prod","version":"v1.2.0","steps":["acquire the lock","wave 1: us-east-1"],"worst_case_seconds":'"$FAKE_WORST"'}'
+echo '{"type":"result","env":"prod","waves":[["us-east-1"]],"worst_case_seconds":'"$FAKE_WORST"'}'
 FAKE
 chmod +x "$tmp/bin/bluegreen"
 
@@ -89,7 +88,7 @@ session() {
   : > "$tmp/out"; : > "$tmp/calls"
   BLUEGREEN="$tmp/bin/bluegreen" FAKE_WORST=$5 FAKE_PLAN_FAIL=${6:-} FAKE_CALLS="$tmp/calls" \
     GITHUB_OUTPUT="$tmp/out" GITHUB_ACTIONS="" MAX_SESSION_SECONDS=14400 \
-    bash "$here/session-seconds.sh" prod v1.2.0 > "$tmp/log" 2>&1 || rc=$?
+    bash "$here/session-seconds.sh" prod > "$tmp/log" 2>&1 || rc=$?
   [ "$rc" -eq "$want_rc" ] || problem="exit $rc, want $want_rc"
   grep -qF -- "$want_text" "$tmp/log" || problem="${problem:+$problem; }output lacks \"$want_text\""
   if [ -n "$want_out" ]; then
@@ -97,7 +96,7 @@ session() {
   elif [ -s "$tmp/out" ]; then
     problem="${problem:+$problem; }GITHUB_OUTPUT written on a failure: $(tr '\n' ' ' < "$tmp/out")"
   fi
-  grep -qxF "plan v1.2.0 -e prod --output json" "$tmp/calls" || problem="${problem:+$problem; }never ran bluegreen plan v1.2.0 -e prod --output json"
+  grep -qxF "validate -e prod --output json" "$tmp/calls" || problem="${problem:+$problem; }never ran bluegreen validate -e prod --output json"
   if [ -z "$problem" ]; then
     echo "ok   session-seconds: $name"
   else
@@ -107,9 +106,9 @@ session() {
   fi
 }
 
-session "worst case plus 15 min (prod's 4290 s)" 0 "wave 1: us-east-1" "seconds=5190" 4290
+session "worst case plus 15 min (prod's 4290 s)" 0 "worst case 4290s: a 5190s session" "seconds=5190" 4290
 session "capped at the role's maximum, with a warning" 0 "more than the role's 14400s maximum session" "seconds=14400" 14000
-session "a failed plan fails, with its message" 1 "image v1.2.0 not found in hello" "" 0 "image v1.2.0 not found in hello"
+session "a bad environment file fails, with its message" 1 "bluegreen.toml:3: waves" "" 0 "environments/prod/bluegreen.toml:3: waves: us-east-2 is in no wave"
 session "no worst_case_seconds is an error, not a session" 1 "gave no worst_case_seconds" "" null
 
 exit "$failed"

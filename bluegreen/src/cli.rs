@@ -89,6 +89,9 @@ pub enum Command {
     },
     /// Remove the environment's lock, whoever holds it (asks unless --yes)
     Unlock,
+    /// Check the environment file and show what it resolves to (regions, waves, strategy, the
+    /// worst case a promote may take), without any AWS call: exit 0, or 2 naming file:line: key
+    Validate,
     /// Shell completions on stdout
     Completions { shell: clap_complete::Shell },
 }

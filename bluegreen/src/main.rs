@@ -101,6 +101,7 @@ enum Resolved {
     Status,
     History(i32),
     Unlock,
+    Validate,
 }
 
 fn resolve(command: Command, plan: &config::Plan) -> Result<Resolved, Error> {
@@ -141,6 +142,7 @@ fn resolve(command: Command, plan: &config::Plan) -> Result<Resolved, Error> {
         Command::Status => Resolved::Status,
         Command::History { limit } => Resolved::History(limit),
         Command::Unlock => Resolved::Unlock,
+        Command::Validate => Resolved::Validate,
         Command::Completions { .. } => unreachable!("handled before the runtime starts"),
     })
 }
@@ -171,6 +173,10 @@ async fn run(cli: Cli, reporter: Reporter) -> Result<(), Error> {
     let plan = config::load(&g.config_dir, &env_name, &overrides(&cli.command))
         .map_err(|e| Error::Refused(e.to_string()))?;
     let command = resolve(cli.command, &plan)?;
+    if let Resolved::Validate = command {
+        reporter.result(&status::Validated::of(&plan));
+        return Ok(());
+    }
     let settings = Settings {
         max_attempts: g.aws_max_attempts,
         ..Settings::default()
@@ -203,6 +209,7 @@ async fn run(cli: Cli, reporter: Reporter) -> Result<(), Error> {
         }
         Resolved::History(limit) => reporter.result(&status::history(&env, limit).await?),
         Resolved::Unlock => unlock(&env, &reporter, yes, json).await?,
+        Resolved::Validate => unreachable!("answered before connecting"),
     }
     Ok(())
 }

@@ -64,3 +64,44 @@ async fn plan_and_status_read_as_snapshotted() {
         insta::assert_snapshot!("status", status);
     });
 }
+
+/// `validate` reads the shipped environment files with no AWS at all (no endpoint, no
+/// credentials): what CI and the release workflow use to size a session before signing in.
+#[test]
+fn validate_reads_the_shipped_files_without_aws() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bluegreen"))
+            .args(args)
+            .arg("--config-dir")
+            .arg(root.join("environments"))
+            .env_clear()
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            // Nothing listens here: any AWS call would fail the command.
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, out, err) = run(&["validate", "-e", "prod"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let out = out.replace(&root.display().to_string(), "[ROOT]");
+    insta::assert_snapshot!("validate", out);
+    let (code, out, err) = run(&["validate", "-e", "prod", "--output", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let result: serde_json::Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["type"] == "result")
+        .expect("a result line");
+    assert!(
+        result["worst_case_seconds"].as_u64().unwrap() > 3600,
+        "{result}"
+    );
+    let (code, _, err) = run(&["validate", "-e", "nowhere"]);
+    assert_eq!(code, 2, "{err}");
+}

@@ -626,6 +626,77 @@ async fn a_first_release_into_an_empty_region_and_its_rollback_with_yes() {
     assert_eq!(versions.keys().collect::<Vec<_>>(), vec!["v1.1.0"]);
 }
 
+/// Production's target group with targets but no task set of the service is not a region without
+/// a release: something else serves it, and promote refuses rather than moving it in one step.
+/// A hook that echoes the test secret has it redacted from the error bluegreen prints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_colour_served_from_outside_is_no_first_deployment_and_hooks_never_leak_the_secret()
+{
+    let hooks = "pre_traffic = [\"sh\", \"-c\", \"echo \\\"sent $BLUEGREEN_TEST_HEADER: $BLUEGREEN_TEST_HEADER_VALUE\\\" >&2; exit 1\"]";
+    let prod = Prod::start_with(
+        &["us-east-1"],
+        "[[\"us-east-1\"]]",
+        FAST,
+        hooks,
+        &["us-east-1"],
+    )
+    .await;
+    let elb =
+        aws_sdk_elasticloadbalancingv2::Client::new(&prod.aws.sdk_as(ACCOUNT_B, "us-east-1").await);
+    let blue = elb
+        .describe_target_groups()
+        .names("hello-us-east-1-blue")
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_owned();
+    let target = aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+        .id("127.9.9.9")
+        .port(8080)
+        .build();
+    elb.register_targets()
+        .target_group_arn(&blue)
+        .targets(target.clone())
+        .send()
+        .await
+        .unwrap();
+    let before = prod.state().await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("registered target(s)"), "{err}");
+    assert!(err.contains("no first deployment"), "{err}");
+    assert_eq!(before, prod.state().await);
+
+    elb.deregister_targets()
+        .target_group_arn(&blue)
+        .targets(target)
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        "the stray target to be gone",
+        Duration::from_secs(10),
+        || async {
+            let h = elb
+                .describe_target_health()
+                .target_group_arn(&blue)
+                .send()
+                .await
+                .ok()?;
+            h.target_health_descriptions().is_empty().then_some(())
+        },
+    )
+    .await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("pre_traffic hook"), "{err}");
+    assert!(err.contains("sent X-Bluegreen-Test: <redacted>"), "{err}");
+    assert!(!out.contains(TEST_SECRET) && !err.contains(TEST_SECRET));
+}
+
 /// A first release that fails its gate goes back to where it was: off the air, no task set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_first_release_is_rolled_back_to_no_release() {

@@ -45,7 +45,7 @@ module "github" {
   environment     = "preprod"
   role_name       = "bluegreen-deploy-preprod"
   create_provider = var.create_github_oidc_provider
-  # 4 h: preprod's worst case (bluegreen plan -e preprod --output json: worst_case_seconds) is
+  # 4 h: preprod's worst case (bluegreen validate -e preprod --output json: worst_case_seconds) is
   # 1420 s, prod's 4290 s; the release workflow asks for that plus a margin.
   max_session_duration       = 14400
   operator_principals        = var.operator_principals

@@ -20,7 +20,7 @@ variable "create_github_oidc_provider" {
 }
 
 variable "operator_principals" {
-  description = "IAM principal ARNs or ArnLike patterns of the engineers who may assume the deploy role from a workstation (on call: bluegreen status, rollback, unlock), e.g. arn:aws:iam::111111111111:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_Deployer_*. Empty: GitHub Actions only."
+  description = "IAM role or user ARNs (arn:<partition>:iam::<account>:role/... or :user/..., no sts ARNs) or ArnLike patterns of them, of the engineers who may assume the deploy role from a workstation (on call: bluegreen status, rollback, unlock), e.g. arn:aws:iam::111111111111:role/aws-reserved/sso.amazonaws.com/*AWSReservedSSO_Deployer_*. Empty: GitHub Actions only."
   type        = list(string)
   default     = []
 }

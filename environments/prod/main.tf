@@ -76,7 +76,7 @@ module "github" {
   environment     = "production"
   role_name       = "bluegreen-deploy-prod"
   create_provider = var.create_github_oidc_provider
-  # 4 h: prod's worst case (bluegreen plan -e prod --output json: worst_case_seconds) is 4290 s:
+  # 4 h: prod's worst case (bluegreen validate -e prod --output json: worst_case_seconds) is 4290 s:
   # two waves of 10m ready + 30s test + bakes 5m, 5m, 10m (+ a 5s poll each), plus 10m for the
   # copy and cleanup. The release workflow asks for that plus a margin.
   max_session_duration       = 14400

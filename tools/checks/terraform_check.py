@@ -10,6 +10,7 @@ included, is one Terraform creates.
 
 from __future__ import annotations
 
+import fnmatch
 import pathlib
 import re
 import sys
@@ -412,6 +413,51 @@ def condition(expr: str) -> Callable[[dict[str, Any]], bool]:
     except SyntaxError as e:
         raise Unevaluable(f"{expr}: {e.msg}") from e
     return lambda values: bool(eval(code, {"__builtins__": {}, **HELPERS, "V": values}))
+
+
+# operator_principals: the validation's regex, read by Python's re as _regex reads the other
+# validations' (the pattern uses no RE2-only syntax), against what it must refuse and every
+# documented example; ArnLike matches like fnmatch here (* spans "/", there is no [...] in ARNs).
+op_conditions = [str(v.get("condition")) for v in ops.get("validation", [])]
+op_regex = next((m.group(1).replace('\\"', '"').replace("\\\\", "\\") for c in op_conditions
+                 for m in [re.search(r'regex\("((?:[^"\\]|\\.)*)",\s*p\)', c)] if m), None)
+
+
+def op_accepts(arn: str) -> bool:
+    return op_regex is not None and _can(lambda: _regex(op_regex, arn))
+
+
+OP_GOOD = ["arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/*AWSReservedSSO_Deployer_*",
+           "arn:aws-us-gov:iam::123456789012:user/alice", "arn:aws-cn:iam::123456789012:role/on-call"]
+OP_BAD = ["arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Deployer_0123456789abcdef/alice",
+          "arn:aws:iam::*:role/on-call", "arn:aws:iam::123456789012:root", "arn:aws:iam::123456789012:role/",
+          "arn:aws:iam::123456789012:group/deployers", "arn:aws:iam::12345:role/on-call"]
+check("github-oidc: operator_principals' validation accepts only IAM role or user ARNs of a 12-digit account (no sts ARNs, no * account)",
+      op_regex is not None and all(op_accepts(a) for a in OP_GOOD) and not any(op_accepts(a) for a in OP_BAD),
+      f"regex {op_regex!r}: refuses {[a for a in OP_GOOD if not op_accepts(a)]}, accepts {[a for a in OP_BAD if op_accepts(a)]}")
+check("github-oidc: operator_principals' error message says what it accepts and gives the IAM Identity Center example",
+      all(w in str(ops.get("validation")) for w in ("role/", "user/", "sts", "aws:PrincipalArn", "sso.amazonaws.com/*AWSReservedSSO_")), str(ops.get("validation")))
+readme_examples = [a for line in (ROOT / "terraform" / "README.md").read_text().splitlines()
+                   if re.match(r"\s*operator_principals\s*=\s*\[", line) for a in re.findall(r'"([^"]+)"', line)]
+check("terraform/README.md: the operator_principals example (On call) is accepted by the module's validation",
+      bool(readme_examples) and all(op_accepts(a) for a in readme_examples), f"regex {op_regex!r}, examples {readme_examples}")
+# Every documented Identity Center pattern: accepted, and matching the permission set's role both
+# for an instance in us-east-1 (no region path segment) and elsewhere (…/sso.amazonaws.com/<region>/).
+documented = {f: [re.sub(r"\.$", "", a).replace("<account>", "123456789012")
+                  for a in re.findall(r"arn:[^\s\"'`,\]]*sso\.amazonaws\.com[^\s\"'`,\]]*", f.read_text())]
+              for f in [ROOT / "terraform" / "README.md", MODULES / "github-oidc" / "variables.tf", MODULES / "github-oidc" / "README.md",
+                        *ENVS.glob("*/variables.tf"), *ENVS.glob("*/terraform.tfvars")]}
+
+
+def sso_role(pattern: str, region: str) -> str:
+    account = pattern.split(":")[4]
+    return f"arn:aws:iam::{account}:role/aws-reserved/sso.amazonaws.com/{region}AWSReservedSSO_Deployer_0123456789abcdef"
+
+
+wrong = [f"{f.relative_to(ROOT)}: {a}" for f, arns in documented.items() for a in arns
+         if not (op_accepts(a) and fnmatch.fnmatchcase(sso_role(a, ""), a) and fnmatch.fnmatchcase(sso_role(a, "eu-west-1/"), a))]
+check("every documented IAM Identity Center pattern for operator_principals is accepted and matches the role with and without the region path segment",
+      sum(map(len, documented.values())) >= 6 and not wrong, f"{wrong or documented}")
 
 
 def candidates() -> list[str]:

@@ -155,11 +155,15 @@ pub async fn run_hook(
     if out.status.success() {
         return Ok(());
     }
-    let tail = String::from_utf8_lossy(&out.stderr)
+    let mut tail = String::from_utf8_lossy(&out.stderr)
         .lines()
         .last()
         .unwrap_or_default()
         .to_owned();
+    // A hook that traced its own commands (`set -x`, `curl -v`) may echo the secret.
+    if let Some(t) = test {
+        tail = tail.replace(t.value(), "<redacted>");
+    }
     Err(format!(
         "{name} hook {:?} exited with {}: {tail}",
         argv[0], out.status

@@ -168,7 +168,7 @@ pub struct Env {
     pub journal: Journal,
     /// Parameter Store in the lock's region: the test route's secret.
     pub ssm: aws_sdk_ssm::Client,
-    /// Health probes: every request bounded by 10 s.
+    /// Health probes: every request bounded by 10 s; redirects are not followed.
     pub http: reqwest::Client,
     /// Registries: no bound on a whole transfer (a large layer may take minutes), only on
     /// connecting and on each read stalling.
@@ -227,7 +227,10 @@ impl Env {
             plan.lock.lease,
         );
         let journal = Journal::new(ddb, &plan.lock.table, &plan.lock.region, &plan.env);
+        // Probes judge what the ALB answers, and a redirect is an answer: never followed, so the
+        // test header's secret is never sent on to another host.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
             .build()

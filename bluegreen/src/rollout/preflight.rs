@@ -108,7 +108,6 @@ pub async fn inspect(
     let service = ecs::describe(&c, &plan.cluster, &plan.service)
         .await
         .map_err(|e| e.to_string())?;
-    let live_tg = topo.target_group(live).to_owned();
     let idle_tg = topo.target_group(live.other()).to_owned();
     // Task sets on the idle colour from other runs (a run that stopped during cleanup, or a
     // manual one): they carry no traffic, and the deployment removes them under its lock.
@@ -122,15 +121,45 @@ pub async fn inspect(
         })
         .cloned()
         .collect();
-    let previous = match service.task_set_on(&live_tg).cloned() {
+    let (previous, base, live_healthy) = what_serves(&c, plan, &topo, &service, live, env).await?;
+    Ok(RegionState {
+        plan: plan.clone(),
+        c,
+        topo,
+        weights,
+        live,
+        service,
+        previous,
+        base,
+        live_healthy,
+        leftovers,
+    })
+}
+
+/// What production serves on `live` (`None`: no release yet), what the new release is made
+/// from, and how many healthy targets the live colour has.
+async fn what_serves(
+    c: &RegionClients,
+    plan: &RegionPlan,
+    topo: &Topology,
+    service: &Service,
+    live: Colour,
+    env: &Env,
+) -> Result<(Option<Live>, Base, usize), String> {
+    let region = &plan.region;
+    let live_tg = topo.target_group(live);
+    let previous = match service.task_set_on(live_tg).cloned() {
         Some(task_set) => {
-            let release = ecs::release_of(&c, &task_set.task_definition, plan.container.as_deref())
+            let release = ecs::release_of(c, &task_set.task_definition, plan.container.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
             Some(Live { task_set, release })
         }
         None => None,
     };
+    let health = elb::target_health(c, live_tg)
+        .await
+        .map_err(|e| e.to_string())?;
     let base = match &previous {
         Some(l) => Base {
             task_definition: l.task_set.task_definition.clone(),
@@ -141,23 +170,20 @@ pub async fn inspect(
                 .unwrap_or_else(|| l.release.container.clone()),
             port: l.task_set.container_port.or(l.release.port).unwrap_or(8080),
         },
-        None => first_deployment_base(&c, plan, &service, env).await?,
+        None if health.registered() > 0 => {
+            return Err(format!(
+                "no task set of the ECS service {} serves the live {live} target group in \
+                 {region}, yet it has {} registered target(s): something outside bluegreen serves \
+                 production there, so this is no first deployment; deregister those targets or \
+                 check the service (`bluegreen status -e {}`)",
+                plan.service,
+                health.registered(),
+                env.plan.env
+            ));
+        }
+        None => first_deployment_base(c, plan, service, env).await?,
     };
-    let health = elb::target_health(&c, &live_tg)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(RegionState {
-        plan: plan.clone(),
-        c,
-        topo,
-        weights,
-        live,
-        service,
-        previous,
-        base,
-        live_healthy: health.healthy,
-        leftovers,
-    })
+    Ok((previous, base, health.healthy))
 }
 
 /// A region with no task set on the colour production points at has no release yet (a fresh

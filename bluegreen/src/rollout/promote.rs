@@ -539,6 +539,29 @@ async fn not_running(env: &Env, record: &Record) -> Result<(), Error> {
     .map(|_| ())
 }
 
+/// A region that had a release when the deployment started must still have it: resuming it as
+/// a first deployment would move production in one step.
+fn refuse_lost_previous(env: &Env, record: &Record, states: &[RegionState]) -> Result<(), Error> {
+    let lost = states.iter().find(|s| {
+        s.first_deployment()
+            && record
+                .regions
+                .get(s.name())
+                .is_some_and(|x| !x.first_deployment())
+    });
+    match lost {
+        None => Ok(()),
+        Some(s) => Err(Error::Refused(format!(
+            "the task set that served {} in {} before deployment {} is gone; it cannot be resumed: \
+             run `bluegreen rollback -e {}` (it recreates the previous release from the journal)",
+            s.live,
+            s.name(),
+            record.id,
+            env.plan.env
+        ))),
+    }
+}
+
 /// Preflight for `continue`: the same digest, the regions read with their recorded live
 /// colours, and no task set on the idle colour that is not this deployment's.
 async fn resumable(env: &Env, record: &Record) -> Result<Prepared, Error> {
@@ -573,6 +596,7 @@ async fn resumable(env: &Env, record: &Record) -> Result<Prepared, Error> {
         .filter_map(|(r, x)| Some((r.clone(), Colour::parse(x.previous_colour.as_deref()?)?)))
         .collect();
     let states = preflight::inspect_all(env, &previous, &env.deployment).await?;
+    refuse_lost_previous(env, record, &states)?;
     if let Some((s, t)) = states
         .iter()
         .find_map(|s| s.leftovers.first().map(|t| (s, t)))

@@ -236,7 +236,7 @@ impl fmt::Display for Status {
                 writeln!(
                     f,
                     "  no release: production points at {}, which no task set serves, so the ALB \
-                     answers 503; the next `bluegreen promote` is this region's first deployment",
+                     answers 503 (a first deployment puts the release on the other colour)",
                     r.live.map_or("?".into(), |c| c.to_string())
                 )?;
             }
@@ -399,6 +399,54 @@ fn region_steps(
     }
     steps.push(format!("{r}: make the {idle} task set primary"));
     steps
+}
+
+/// `bluegreen validate`: the environment file as bluegreen resolved it, read without AWS.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validated {
+    pub env: String,
+    pub file: String,
+    pub account: String,
+    pub waves: Vec<Vec<String>>,
+    pub steps: Vec<u8>,
+    pub test_header: String,
+    /// The longest a promote may run (`Plan::worst_case`): what a CI session must cover.
+    pub worst_case_seconds: u64,
+}
+
+impl Validated {
+    pub fn of(p: &crate::config::Plan) -> Self {
+        Self {
+            env: p.env.clone(),
+            file: p.file.display().to_string(),
+            account: p.account_id.clone(),
+            waves: p.waves.clone(),
+            steps: p.strategy.steps.clone(),
+            test_header: p.test_traffic.header.clone(),
+            worst_case_seconds: p.worst_case().as_secs(),
+        }
+    }
+}
+
+impl fmt::Display for Validated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{}: valid ({} in account {})",
+            self.file, self.env, self.account
+        )?;
+        for (i, w) in self.waves.iter().enumerate() {
+            writeln!(f, "  wave {}: {}", i + 1, w.join(", "))?;
+        }
+        let steps: Vec<String> = self.steps.iter().map(|s| format!("{s}%")).collect();
+        writeln!(f, "  steps: {}", steps.join(", "))?;
+        writeln!(f, "  test traffic: the {} header", self.test_header)?;
+        writeln!(
+            f,
+            "  worst case of a promote: {}",
+            humantime::format_duration(std::time::Duration::from_secs(self.worst_case_seconds))
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

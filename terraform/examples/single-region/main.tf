@@ -40,7 +40,7 @@ resource "random_password" "test_header" {
 }
 
 resource "aws_ssm_parameter" "test_header" {
-  #checkov:skip=CKV_AWS_337:AWS-managed key alias/aws/ssm on purpose: whoever may read the parameter may send test traffic, which reaches only the colour that is not yet live
+  #checkov:skip=CKV_AWS_337:AWS-managed key alias/aws/ssm on purpose: the value is also in plain text in the listener rule's condition and in Terraform's state, so a CMK would protect nothing more; the secret keeps the internet, not the account's readers, away from the colour under test
   region = "us-east-1"
   name   = "/bluegreen/hello-demo/test-header"
   type   = "SecureString"

@@ -15,7 +15,7 @@ resource "random_password" "test_header" {
 
 # bluegreen reads it from the lock's region ([test_traffic].parameter).
 resource "aws_ssm_parameter" "test_header" {
-  #checkov:skip=CKV_AWS_337:AWS-managed key alias/aws/ssm on purpose: whoever may read the parameter may send test traffic, which reaches only the colour that is not yet live; a CMK would add a key policy to keep in step for no protection
+  #checkov:skip=CKV_AWS_337:AWS-managed key alias/aws/ssm on purpose: the value is also in plain text in every region's listener rule (elasticloadbalancing:DescribeRules, e.g. ReadOnlyAccess) and in the Terraform state, so a CMK would protect nothing; the secret keeps the internet, not the account's readers, away from the colour under test (rotate: terraform apply -replace=module.environment.random_password.test_header)
   region      = var.region
   name        = "/bluegreen/${var.name}-${var.environment}/test-header"
   description = "Value of the test header that lets a request through the test listeners of ${var.name}-${var.environment} to the colour being released"

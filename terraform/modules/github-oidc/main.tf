@@ -83,8 +83,10 @@ resource "aws_iam_role" "deploy" {
 
 data "aws_iam_policy_document" "deploy" {
   # Exactly the calls bluegreen makes, each on the resource AWS authorizes it on: make test's
-  # tools/checks/iam_check.py derives the calls from bluegreen's code and checks this block against
-  # the Service Authorization Reference, so a call without its grant, or a grant nothing calls, fails.
+  # tools/checks/iam_check.py derives the calls from bluegreen's code and from what the workflows
+  # run as this role (aws CLI commands in their steps and scripts, the ECR login and image push),
+  # and checks this block against the Service Authorization Reference, so a call without its grant,
+  # or a grant nothing calls, fails.
 
   # Calls that support no resource-level permissions: AWS requires "*" (checkov knows them, so
   # neither CKV_AWS_356 nor CKV_AWS_111 needs a skip since RegisterTaskDefinition left this list).
@@ -171,6 +173,16 @@ data "aws_iam_policy_document" "deploy" {
       "ecr:CompleteLayerUpload",
       "ecr:PutImage",
     ]
+    resources = local.push_repo_arns
+  }
+
+  # The release workflow's image job asks, before it builds, whether the version's tags are already
+  # in the repository it pushes to (`aws ecr describe-images` in scripts/release-image-check.sh, as
+  # preprod's role). One policy serves every environment, so every role may read the image metadata
+  # of the repositories it pushes to.
+  statement {
+    sid       = "ReleaseImageCheck"
+    actions   = ["ecr:DescribeImages"]
     resources = local.push_repo_arns
   }
 

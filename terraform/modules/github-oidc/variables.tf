@@ -30,7 +30,7 @@ variable "role_name" {
 }
 
 variable "max_session_duration" {
-  description = "Longest session of the deploy role, in seconds (3600-43200). It must cover `bluegreen plan -e <env> --output json`'s worst_case_seconds: the release workflow requests that plus a margin, and AWS refuses a request above this."
+  description = "Longest session of the deploy role, in seconds (3600-43200). It must cover `bluegreen validate -e <env> --output json`'s worst_case_seconds: the release workflow requests that plus a margin, and AWS refuses a request above this."
   type        = number
   default     = 14400
 
@@ -41,13 +41,15 @@ variable "max_session_duration" {
 }
 
 variable "operator_principals" {
-  description = "IAM principal ARNs, or ArnLike patterns, of the engineers allowed to assume the deploy role from a workstation (sts:AssumeRole) for on call: bluegreen status, rollback, unlock. For IAM Identity Center, the permission set's role, e.g. arn:aws:iam::<account>:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_Deployer_*. Empty: only GitHub Actions may assume it."
+  description = "IAM role or user ARNs, or ArnLike patterns of them, of the engineers allowed to assume the deploy role from a workstation (sts:AssumeRole) for on call: bluegreen status, rollback, unlock. For IAM Identity Center, the permission set's role, e.g. arn:aws:iam::<account>:role/aws-reserved/sso.amazonaws.com/*AWSReservedSSO_Deployer_* (the * spans the region path segment roles of an instance outside us-east-1 have). Empty: only GitHub Actions may assume it."
   type        = list(string)
   default     = []
 
+  # aws:PrincipalArn, which the trust compares, holds the IAM role's ARN (never the sts
+  # assumed-role ARN of the session) in the role's own account: no sts ARNs, no * for the account.
   validation {
-    condition     = alltrue([for p in var.operator_principals : can(regex("^arn:aws[a-z-]*:(iam|sts)::([0-9]{12}|[*]):", p))])
-    error_message = "operator_principals must be IAM or STS ARNs (patterns with * and ? allowed), e.g. arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_Deployer_*."
+    condition     = alltrue([for p in var.operator_principals : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/.+$", p))])
+    error_message = "operator_principals must be IAM principal ARNs, arn:<partition>:iam::<12-digit account>:role/... or :user/... (ArnLike * and ? allowed after role/ or user/), not sts assumed-role ARNs and no * for the account: aws:PrincipalArn always holds the IAM role's ARN. For IAM Identity Center: arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/*AWSReservedSSO_Deployer_*."
   }
 }
 
