@@ -113,9 +113,9 @@ kill_matrix! {
 async fn sigkill_while_a_weight_change_is_in_flight() {
     let prod = Prod::start(STRATEGY, "").await;
     for then in ["rollback", "promote"] {
-        // The test listener's change goes through; the first weight step is held.
+        // The first weight step is held (the test route moves with ModifyRule, never held here).
         prod.aws
-            .fault(serde_json::json!({"action": "ModifyListener", "region": "us-east-1", "delay_ms": 1500, "skip": 1, "times": 1}))
+            .fault(serde_json::json!({"action": "ModifyListener", "region": "us-east-1", "delay_ms": 1500, "skip": 0, "times": 1}))
             .await;
         let (since, _) = prod.aws.requests(0).await;
         let (mut child, _) =
@@ -238,7 +238,7 @@ fault_matrix! {
     register_task_definition_failing_in_wave_two: "RegisterTaskDefinition", "eu-west-1", 0;
     create_task_set_failing_in_wave_two: "CreateTaskSet", "eu-west-1", 0;
     test_route_change_failing_in_wave_two: "ModifyRule", "eu-west-1", 0;
-    weight_step_failing_in_wave_two: "ModifyListener", "eu-west-1", 2;
+    weight_step_failing_in_wave_two: "ModifyListener", "eu-west-1", 1;
     update_service_primary_task_set_failing_in_wave_two: "UpdateServicePrimaryTaskSet", "ap-southeast-2", 0;
 }
 

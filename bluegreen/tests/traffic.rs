@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::*;
 
-const STRATEGY: &str = "steps = [10, 50, 100]\nbake = \"3s\"\nfinal_bake = \"1s\"\npoll = \"200ms\"\nready_timeout = \"30s\"";
+const STRATEGY: &str = "steps = [10, 50, 100]\nbake = \"4s\"\nfinal_bake = \"1s\"\npoll = \"200ms\"\nready_timeout = \"30s\"";
 
 /// (sent, received, green weight): the reading reflects some moment between sent and received.
 type Timeline = Arc<Mutex<Vec<(Instant, Instant, i32)>>>;
