@@ -176,6 +176,36 @@ pub enum ElbError {
 
 /// Finds the load balancer, both listeners and both target groups named in `plan`.
 pub async fn discover(c: &RegionClients, plan: &RegionPlan) -> Result<Topology, ElbError> {
+    let lb = load_balancer(c, plan).await?;
+    let lb_arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
+    let listeners = listeners(c, plan, &lb_arn).await?;
+    // Three independent reads at once: a rollback's first step waits for one round trip.
+    let (test_rule_arn, blue, green) = tokio::join!(
+        test_rule(c, &listeners.test, &plan.test_header),
+        target_group_arn(c, &plan.blue_target_group),
+        target_group_arn(c, &plan.green_target_group),
+    );
+    let (test_rule_arn, blue, green) = (test_rule_arn?, blue?, green?);
+    Ok(Topology {
+        region: c.region.clone(),
+        load_balancer_arn: lb_arn,
+        dns_name: lb.dns_name().unwrap_or_default().to_owned(),
+        listener_arn: listeners.production,
+        listener_port: plan.listener_port,
+        test_listener_arn: listeners.test,
+        test_listener_port: plan.test_listener_port,
+        test_rule_arn,
+        test_default_forwards: listeners.test_default_forwards,
+        blue_target_group_arn: blue,
+        green_target_group_arn: green,
+    })
+}
+
+/// The load balancer called `plan.load_balancer`; a missing one says which key to check.
+async fn load_balancer(
+    c: &RegionClients,
+    plan: &RegionPlan,
+) -> Result<aws_sdk_elasticloadbalancingv2::types::LoadBalancer, ElbError> {
     let region = &c.region;
     let lbs = c
         .elb
@@ -193,67 +223,60 @@ pub async fn discover(c: &RegionClients, plan: &RegionPlan) -> Result<Topology, 
                 return Err(err.into());
             }
         }
-    }
-    .ok_or_else(|| ElbError::Missing {
+    };
+    lb.ok_or_else(|| ElbError::Missing {
         what: "load balancer",
         name: plan.load_balancer.clone(),
         region: region.clone(),
         hint: "check load_balancer in the environment file, or apply terraform/ for this region"
             .into(),
-    })?;
-    let lb_arn = lb.load_balancer_arn().unwrap_or_default().to_owned();
+    })
+}
 
-    let listeners = c
+/// The production and test listeners of a load balancer, found by the file's ports.
+struct Listeners {
+    production: String,
+    test: String,
+    /// The test listener's default action forwards (see `Topology::test_default_forwards`).
+    test_default_forwards: bool,
+}
+
+async fn listeners(
+    c: &RegionClients,
+    plan: &RegionPlan,
+    lb_arn: &str,
+) -> Result<Listeners, ElbError> {
+    let out = c
         .elb
         .describe_listeners()
-        .load_balancer_arn(&lb_arn)
+        .load_balancer_arn(lb_arn)
         .send()
         .await
-        .map_err(|e| CallError::new("DescribeListeners", region, &e))?;
+        .map_err(|e| CallError::new("DescribeListeners", &c.region, &e))?;
     let find = |port: u16, what: &'static str, key: &str| {
-        listeners
-            .listeners()
+        out.listeners()
             .iter()
             .find(|l| l.port() == Some(i32::from(port)))
-            .and_then(|l| l.listener_arn().map(str::to_owned))
             .ok_or_else(|| ElbError::Missing {
                 what,
                 name: format!("on port {port} of {}", plan.load_balancer),
-                region: region.clone(),
+                region: c.region.clone(),
                 hint: format!("check {key} in the environment file"),
             })
     };
-    let listener_arn = find(plan.listener_port, "production listener", "listener_port")?;
-    let test_listener_arn = find(
+    let production = find(plan.listener_port, "production listener", "listener_port")?;
+    let test = find(
         plan.test_listener_port,
         "test listener",
         "test_listener_port",
     )?;
-    let test_default_forwards = listeners
-        .listeners()
-        .iter()
-        .find(|l| l.listener_arn() == Some(test_listener_arn.as_str()))
-        .and_then(|l| l.default_actions().first())
-        .is_some_and(|a| a.r#type() == Some(&ActionTypeEnum::Forward));
-    // Three independent reads at once: a rollback's first step waits for one round trip.
-    let (test_rule_arn, blue, green) = tokio::join!(
-        test_rule(c, &test_listener_arn, &plan.test_header),
-        target_group_arn(c, &plan.blue_target_group),
-        target_group_arn(c, &plan.green_target_group),
-    );
-    let (test_rule_arn, blue, green) = (test_rule_arn?, blue?, green?);
-    Ok(Topology {
-        region: region.clone(),
-        load_balancer_arn: lb_arn,
-        dns_name: lb.dns_name().unwrap_or_default().to_owned(),
-        listener_arn,
-        listener_port: plan.listener_port,
-        test_listener_arn,
-        test_listener_port: plan.test_listener_port,
-        test_rule_arn,
-        test_default_forwards,
-        blue_target_group_arn: blue,
-        green_target_group_arn: green,
+    Ok(Listeners {
+        production: production.listener_arn().unwrap_or_default().to_owned(),
+        test: test.listener_arn().unwrap_or_default().to_owned(),
+        test_default_forwards: test
+            .default_actions()
+            .first()
+            .is_some_and(|a| a.r#type() == Some(&ActionTypeEnum::Forward)),
     })
 }
 
