@@ -15,6 +15,7 @@ bench: ## Benchmarks; results land in bench/results/
 	@bash bench/localaws.sh
 	@bash bench/promotion.sh
 	@bash bench/rollout.sh
+	@bash bench/analysis.sh
 
 fmt:
 	@cargo fmt --all

@@ -45,9 +45,11 @@ ROLLBACK_RUNS = int(os.environ.get("ROLLBACK_RUNS", "3"))
 LATENCY_MS = int(os.environ.get("LATENCY_MS", "50"))
 POLL_MS = 100
 HEALTH_INTERVAL_MS = 200
-BLUEGREEN = os.path.join(ROOT, "target", "release", "bluegreen")
-BENCH = os.path.join(ROOT, "target", "release", "examples", "bench")
-SERVICE = os.path.join(ROOT, "target", "release", "service")
+# PROFILE=debug runs the debug builds (`cargo build`), e.g. to try a driver without a release build.
+PROFILE = os.environ.get("PROFILE", "release")
+BLUEGREEN = os.path.join(ROOT, "target", PROFILE, "bluegreen")
+BENCH = os.path.join(ROOT, "target", PROFILE, "examples", "bench")
+SERVICE = os.path.join(ROOT, "target", PROFILE, "service")
 OUT = os.path.join(ROOT, "bench", "results", "rollout.md")
 ELB_ACTIONS = {"DescribeTargetHealth", "DescribeListeners", "DescribeLoadBalancers", "DescribeTargetGroups",
                "DescribeRules", "DescribeTags"}
@@ -64,9 +66,14 @@ TEST_SECRET = "benchTestSecret0123456789abcdef"
 class Env:
     """A prod environment of `n` regions on a fresh stand-in."""
 
-    def __init__(self, n: int) -> None:
+    # The traffic analysis is off here: these measure the gate's own calls and the rollback
+    # (bench/analysis.py measures the analysis, with the stand-in's 1-second metric periods).
+    STRATEGY = ('steps = [50, 100]\nbake = "60s"\nfinal_bake = "1s"\n'
+                f'poll = "{POLL_MS}ms"\nready_timeout = "60s"\n\n[strategy.analysis]\nenabled = false\n')
+
+    def __init__(self, n: int, strategy: str | None = None, standin_args: tuple[str, ...] = ()) -> None:
         self.regions = ALL_REGIONS[:n]
-        self.aws = Standin()
+        self.aws = Standin(*standin_args)
         aws = self.aws
         aws.client("ecr", SOURCE, "us-east-1").create_repository(repositoryName="hello")
         seeded = {}
@@ -99,8 +106,7 @@ class Env:
                      'listener_port = 18000\ntest_listener_port = 18001\n'
                      f'blue_target_group = "hello-{r}-blue"\ngreen_target_group = "hello-{r}-green"\n'
                      f'alarms = ["hello-{r}-5xx"]\n\n')
-        text += ('[strategy]\nsteps = [50, 100]\nbake = "60s"\nfinal_bake = "1s"\n'
-                 f'poll = "{POLL_MS}ms"\nready_timeout = "60s"\n\n'
+        text += (f'[strategy]\n{strategy or self.STRATEGY}\n'
                  '[lock]\ntable = "bluegreen-prod"\nregion = "us-east-1"\nlease = "10s"\n')
         with open(os.path.join(self.config_dir, "prod", "bluegreen.toml"), "w") as f:
             f.write(text)

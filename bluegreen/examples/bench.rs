@@ -139,6 +139,7 @@ async fn modify_listener(account: &str, regions: &str, prefix: &str, ports: (u16
             container: None,
             task_family: None,
             test_header: "X-Bluegreen-Test".into(),
+            probe: bluegreen::config::Probe::Http,
         };
         let c = clients.region(r);
         let topo = elb::discover(c, &plan).await.expect("load balancer");

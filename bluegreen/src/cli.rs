@@ -136,6 +136,16 @@ pub struct Strategy {
     /// How long the new task set may take to run and be healthy (1s to 2h)
     #[arg(long, value_parser = duration, env = "BLUEGREEN_READY_TIMEOUT")]
     pub ready_timeout: Option<Duration>,
+    /// Judge the new release by its ALB metrics against the previous one: `on` or `off` for this
+    /// run, over [strategy.analysis] enabled
+    #[arg(long, value_enum, env = "BLUEGREEN_ANALYSIS")]
+    pub analysis: Option<Switch>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Args)]

@@ -15,7 +15,7 @@ use toml::Spanned;
 pub const FILE_NAME: &str = "bluegreen.toml";
 
 /// Everything promote and rollback need to know about one environment, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub env: String,
     pub file: PathBuf,
@@ -71,9 +71,28 @@ pub struct RegionPlan {
     pub task_family: Option<String>,
     /// `[test_traffic].header`: the header the test listener's rule matches.
     pub test_header: String,
+    /// Whether the gate sends HTTP probes to the load balancer (`probe = "none"`: the runner
+    /// cannot reach an internal ALB; the gate then judges through AWS APIs only).
+    pub probe: Probe,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Probe {
+    #[default]
+    Http,
+    None,
+}
+
+impl Probe {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct Strategy {
     /// Percent of production traffic on the new release after each step; rises to 100.
     pub steps: Vec<u8>,
@@ -86,6 +105,68 @@ pub struct Strategy {
     pub scan_threshold: Option<Severity>,
     /// How long preflight waits for ECR to finish scanning a fresh push.
     pub scan_wait: Duration,
+    /// `[strategy.analysis]`: the new colour judged against the previous one by ALB metrics.
+    pub analysis: Analysis,
+}
+
+/// `[strategy.analysis]`: how the traffic analysis (`rollout::analysis`) judges the new colour
+/// against the previous one during every bake. Every key has a default that works unconfigured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    pub enabled: bool,
+    /// Requests each colour needs in the window before the analysis judges at all.
+    pub min_requests: u64,
+    /// Confidence that the new colour's error rate is higher, at the end of a bake (0.5..0.9999).
+    pub confidence: f64,
+    /// Percentage points the new error rate must exceed the previous one by (practical
+    /// significance: a difference smaller than this never fails a release).
+    pub error_increase_pct: f64,
+    /// The new p99 latency fails above the previous p99 times this ...
+    pub latency_ratio: f64,
+    /// ... and above it by more than this.
+    pub latency_increase: Duration,
+    /// GetMetricData period: ALB metrics have 60-second resolution, so a multiple of 60 s on AWS.
+    pub period: Duration,
+    /// The newest metrics are incomplete for a minute or two: the window ends this long ago.
+    pub settle: Duration,
+    /// How much longer a bake may run to collect `min_requests`.
+    pub max_extension: Duration,
+    /// What an analysis still without enough requests at the end of its extension does.
+    pub on_inconclusive: OnInconclusive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInconclusive {
+    /// Go on with the gate's other checks (health, tasks, alarms, probe) as the judgment.
+    Proceed,
+    /// Treat it as a failed gate: roll back.
+    Rollback,
+}
+
+impl OnInconclusive {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Proceed => "proceed",
+            Self::Rollback => "rollback",
+        }
+    }
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_requests: 100,
+            confidence: 0.99,
+            error_increase_pct: 0.5,
+            latency_ratio: 1.5,
+            latency_increase: Duration::from_millis(50),
+            period: secs(60),
+            settle: secs(120),
+            max_extension: secs(300),
+            on_inconclusive: OnInconclusive::Proceed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -151,10 +232,16 @@ impl Plan {
     /// counted.
     pub fn worst_case(&self) -> Duration {
         let st = &self.strategy;
+        // A bake may run on until the analysis has enough requests.
+        let extension = if st.analysis.enabled {
+            st.analysis.max_extension
+        } else {
+            Duration::ZERO
+        };
         let bakes: Duration = st
             .steps
             .iter()
-            .map(|&s| if s == 100 { st.final_bake } else { st.bake } + st.poll)
+            .map(|&s| if s == 100 { st.final_bake } else { st.bake } + st.poll + extension)
             .sum();
         let wave = st.ready_timeout + TEST_TRAFFIC_WINDOW + bakes;
         let scan = if st.scan_threshold.is_some() {
@@ -174,6 +261,8 @@ pub struct Overrides {
     pub final_bake: Option<Duration>,
     pub poll: Option<Duration>,
     pub ready_timeout: Option<Duration>,
+    /// `--analysis on|off`.
+    pub analysis: Option<bool>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -256,6 +345,7 @@ struct RawRegion {
     probe_path: Option<Spanned<String>>,
     container: Option<Spanned<String>>,
     task_family: Option<Spanned<String>>,
+    probe: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +358,22 @@ struct RawStrategy {
     ready_timeout: Spanned<String>,
     scan_threshold: Option<Spanned<String>>,
     scan_wait: Option<Spanned<String>>,
+    analysis: Option<RawAnalysis>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnalysis {
+    enabled: Option<bool>,
+    min_requests: Option<Spanned<i64>>,
+    confidence: Option<Spanned<f64>>,
+    error_increase_pct: Option<Spanned<f64>>,
+    latency_ratio: Option<Spanned<f64>>,
+    latency_increase: Option<Spanned<String>>,
+    period: Option<Spanned<String>>,
+    settle: Option<Spanned<String>>,
+    max_extension: Option<Spanned<String>>,
+    on_inconclusive: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -728,6 +834,22 @@ fn region_plan(
             .map(|f| task_family(src, f))
             .transpose()?,
         test_header: String::new(),
+        probe: match &r.probe {
+            None => Probe::Http,
+            Some(p) => match p.get_ref().as_str() {
+                "http" => Probe::Http,
+                "none" => Probe::None,
+                other => {
+                    return Err(src.err(
+                        p.span(),
+                        format!(
+                            "{other:?} is not a probe; use \"http\" (the default) or \"none\" \
+                             (the runner cannot reach the load balancer)"
+                        ),
+                    ));
+                }
+            },
+        },
     })
 }
 
@@ -904,6 +1026,10 @@ fn strategy(src: &Source_, st: &RawStrategy) -> Result<Strategy, ConfigError> {
                 )
             })?),
         },
+        analysis: match &st.analysis {
+            Some(a) => analysis(src, a)?,
+            None => Analysis::default(),
+        },
     };
     poll_fits(&strategy).map_err(|m| src.err(st.poll.span(), m))?;
     Ok(strategy)
@@ -970,6 +1096,79 @@ pub const LEASE: Limits = Limits::new(secs(1), secs(3600));
 pub const AWS_MAX_ATTEMPTS: std::ops::RangeInclusive<i64> = 1..=10;
 /// `history --limit`: 1 to 200 records (one DynamoDB page).
 pub const HISTORY_LIMIT: std::ops::RangeInclusive<i64> = 1..=200;
+
+/// `[strategy.analysis] period`: whole seconds, 1 s (the stand-in's short periods) to an hour.
+pub const ANALYSIS_PERIOD: Limits = Limits::new(secs(1), secs(3600));
+/// `settle`: none to 15 minutes.
+pub const ANALYSIS_SETTLE: Limits = Limits::new(Duration::ZERO, secs(900));
+/// `max_extension`: none to 6 hours.
+pub const ANALYSIS_EXTENSION: Limits = Limits::new(Duration::ZERO, secs(6 * 3600));
+/// `latency_increase`: none to a minute.
+pub const ANALYSIS_LATENCY: Limits = Limits::new(Duration::ZERO, secs(60));
+
+fn analysis(src: &Source_, a: &RawAnalysis) -> Result<Analysis, ConfigError> {
+    let d = Analysis::default();
+    let number = |v: &Option<Spanned<f64>>, lo: f64, hi: f64, default: f64, what: &str| match v {
+        Some(x) if !(lo..=hi).contains(x.get_ref()) => Err(src.err(
+            x.span(),
+            format!("{} is out of range: {what} is {lo} to {hi}", x.get_ref()),
+        )),
+        Some(x) => Ok(*x.get_ref()),
+        None => Ok(default),
+    };
+    let during = |v: &Option<Spanned<String>>, limits: &Limits, default: Duration| match v {
+        Some(x) => ranged(src, x, limits),
+        None => Ok(default),
+    };
+    let period = during(&a.period, &ANALYSIS_PERIOD, d.period)?;
+    if let Some(p) = &a.period
+        && period.subsec_nanos() != 0
+    {
+        return Err(src.err(
+            p.span(),
+            "a GetMetricData period is whole seconds; ALB metrics need a multiple of 60s on AWS",
+        ));
+    }
+    Ok(Analysis {
+        enabled: a.enabled.unwrap_or(d.enabled),
+        min_requests: match &a.min_requests {
+            Some(n) if !(1..=1_000_000).contains(n.get_ref()) => {
+                return Err(src.err(
+                    n.span(),
+                    format!("{} is out of range: use 1 to 1000000 requests", n.get_ref()),
+                ));
+            }
+            Some(n) => *n.get_ref() as u64,
+            None => d.min_requests,
+        },
+        confidence: number(&a.confidence, 0.5, 0.9999, d.confidence, "a confidence")?,
+        error_increase_pct: number(
+            &a.error_increase_pct,
+            0.0,
+            100.0,
+            d.error_increase_pct,
+            "a difference in percentage points",
+        )?,
+        latency_ratio: number(&a.latency_ratio, 1.0, 100.0, d.latency_ratio, "a ratio")?,
+        latency_increase: during(&a.latency_increase, &ANALYSIS_LATENCY, d.latency_increase)?,
+        period,
+        settle: during(&a.settle, &ANALYSIS_SETTLE, d.settle)?,
+        max_extension: during(&a.max_extension, &ANALYSIS_EXTENSION, d.max_extension)?,
+        on_inconclusive: match &a.on_inconclusive {
+            None => d.on_inconclusive,
+            Some(v) => match v.get_ref().as_str() {
+                "proceed" => OnInconclusive::Proceed,
+                "rollback" => OnInconclusive::Rollback,
+                other => {
+                    return Err(src.err(
+                        v.span(),
+                        format!("{other:?} is not a policy; use \"proceed\" or \"rollback\""),
+                    ));
+                }
+            },
+        },
+    })
+}
 
 /// A gate interval longer than the readiness deadline would never poll before giving up.
 fn poll_fits(st: &Strategy) -> Result<(), String> {
@@ -1052,6 +1251,9 @@ fn apply(strategy: &mut Strategy, o: &Overrides) -> Result<(), ConfigError> {
     }
     if let Some(t) = o.ready_timeout {
         strategy.ready_timeout = READY_TIMEOUT.check(t).map_err(bad("--ready-timeout"))?;
+    }
+    if let Some(on) = o.analysis {
+        strategy.analysis.enabled = on;
     }
     let flag = if o.poll.is_some() {
         "--poll"

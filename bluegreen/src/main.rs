@@ -39,7 +39,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli, reporter.clone())) {
+    let outcome = runtime.block_on(run(cli, reporter.clone()));
+    if let Some(charts) = reporter.analysis_charts() {
+        reporter.summary(&charts);
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = e.exit_code();
@@ -158,6 +162,7 @@ fn overrides(command: &Command) -> Overrides {
         final_bake: s.final_bake,
         poll: s.poll,
         ready_timeout: s.ready_timeout,
+        analysis: s.analysis.map(|a| a == bluegreen::cli::Switch::On),
     }
 }
 

@@ -30,6 +30,9 @@ struct Inner {
     bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
     github: bool,
     summary: Option<std::path::PathBuf>,
+    /// Per region, each new analysis window: (seconds since first exposure, share on the new
+    /// colour, its error rate %, the previous colour's error rate %), for the step summary chart.
+    timelines: Mutex<std::collections::BTreeMap<String, Vec<(u64, u8, f64, f64)>>>,
 }
 
 /// `HH:MM:SSZ` of a wall-clock time, for "until when" messages.
@@ -58,6 +61,7 @@ impl Reporter {
                 bars,
                 github: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
                 summary: std::env::var_os("GITHUB_STEP_SUMMARY").map(Into::into),
+                timelines: Mutex::default(),
             }),
         }
     }
@@ -71,6 +75,7 @@ impl Reporter {
                 bars: None,
                 github: false,
                 summary: None,
+                timelines: Mutex::default(),
             }),
         }
     }
@@ -78,6 +83,74 @@ impl Reporter {
     /// One event of the run: what happens now in `region` (or overall).
     pub fn event(&self, region: Option<&str>, phase: &str, message: impl Display) {
         self.emit("info", region, phase, &message.to_string());
+    }
+
+    /// A new window of the traffic analysis in `region` at `share`% on the new colour: an event
+    /// whose JSON form carries `comparison` as `analysis`; kept for the step summary's chart.
+    pub fn analysis<T: Serialize>(&self, region: &str, share: u8, message: &str, comparison: &T) {
+        let data = serde_json::to_value(comparison).unwrap_or_default();
+        let rate = |side: &str| {
+            let s = &data[side];
+            let requests = s["requests"].as_f64().unwrap_or(0.0);
+            let errors = s["target_5xx"].as_f64().unwrap_or(0.0)
+                + s["connection_errors"].as_f64().unwrap_or(0.0);
+            if requests > 0.0 {
+                errors / requests * 100.0
+            } else {
+                0.0
+            }
+        };
+        let seconds = data["window_seconds"].as_u64().unwrap_or(0);
+        self.inner
+            .timelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(region.to_owned())
+            .or_default()
+            .push((seconds, share, rate("new"), rate("previous")));
+        if self.inner.format == Format::Json {
+            let line = json!({"type": "event", "ts": now_rfc3339(), "level": "info",
+                              "region": region, "phase": "analysis", "message": message,
+                              "analysis": data});
+            println!("{line}");
+        } else {
+            self.emit("info", Some(region), "analysis", message);
+        }
+    }
+
+    /// Mermaid charts (GitHub renders them in step summaries), one per region the analysis
+    /// watched: the new colour's share of traffic and both colours' error rates per window.
+    pub fn analysis_charts(&self) -> Option<String> {
+        let timelines = self
+            .inner
+            .timelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if timelines.is_empty() {
+            return None;
+        }
+        let mut md = String::from("### bluegreen: traffic analysis\n");
+        for (region, points) in timelines.iter() {
+            let list = |f: &dyn Fn(&(u64, u8, f64, f64)) -> String| {
+                points.iter().map(f).collect::<Vec<_>>().join(", ")
+            };
+            let top = points
+                .iter()
+                .map(|p| p.2.max(p.3))
+                .fold(100.0_f64, f64::max)
+                .ceil();
+            md.push_str(&format!(
+                "\n{region}: first line the new colour's share of traffic (%), second its error rate \
+                 (%), third the previous colour's error rate (%), per analysis window (seconds of \
+                 metrics).\n\n```mermaid\nxychart-beta\n    title \"{region}\"\n    x-axis \"window (s)\" [{}]\n    \
+                 y-axis \"%\" 0 --> {top}\n    line [{}]\n    line [{}]\n    line [{}]\n```\n",
+                list(&|p| p.0.to_string()),
+                list(&|p| p.1.to_string()),
+                list(&|p| format!("{:.2}", p.2)),
+                list(&|p| format!("{:.2}", p.3)),
+            ));
+        }
+        Some(md)
     }
 
     pub fn warn(&self, region: Option<&str>, phase: &str, message: impl Display) {

@@ -30,6 +30,7 @@ fn plan() -> RegionPlan {
         container: None,
         task_family: None,
         test_header: TEST_HEADER.into(),
+        probe: bluegreen::config::Probe::Http,
     }
 }
 

@@ -382,7 +382,77 @@ fn until_stops_only_where_the_promote_stops() {
 #[test]
 fn the_worst_case_of_the_shipped_prod_strategy_counts_every_wave() {
     let plan = config::load(&envs(), "prod", &Overrides::default()).unwrap();
-    // Per wave: ready 10m + test traffic 30s + bakes 5m, 5m, 10m with a 5s poll each = 30m 45s;
+    // Per wave: ready 10m + test traffic 30s + bakes 5m, 5m, 10m with a 5s poll each = 30m 45s,
+    // and each bake may run 5m longer for the traffic analysis to get enough requests = 45m 45s;
     // two waves, plus 10m for the copy and the cleanup.
-    assert_eq!(plan.worst_case(), Duration::from_secs(2 * 1845 + 600));
+    assert_eq!(
+        plan.worst_case(),
+        Duration::from_secs(2 * (1845 + 900) + 600)
+    );
+    let off = config::load(
+        &envs(),
+        "prod",
+        &Overrides {
+            analysis: Some(false),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(off.worst_case(), Duration::from_secs(2 * 1845 + 600));
+}
+
+#[test]
+fn analysis_settings_have_defaults_and_ranges() {
+    let plan = config::load(&envs(), "preprod", &Overrides::default()).unwrap();
+    assert!(
+        !plan.strategy.analysis.enabled,
+        "preprod ships with the analysis off"
+    );
+    let prod = config::load(&envs(), "prod", &Overrides::default()).unwrap();
+    assert_eq!(prod.strategy.analysis, config::Analysis::default());
+    let base = prod_text();
+    for (from, to, message) in [
+        (
+            "min_requests = 100",
+            "min_requests = 0",
+            "0 is out of range: use 1 to 1000000 requests",
+        ),
+        (
+            "confidence = 0.99",
+            "confidence = 1.5",
+            "1.5 is out of range: a confidence is 0.5 to 0.9999",
+        ),
+        (
+            "period = \"60s\"",
+            "period = \"1500ms\"",
+            "a GetMetricData period is whole seconds",
+        ),
+        (
+            "settle = \"2m\"",
+            "settle = \"1h\"",
+            "1h is out of range: use 0 to 15m",
+        ),
+        (
+            "on_inconclusive = \"proceed\"",
+            "on_inconclusive = \"maybe\"",
+            "\"maybe\" is not a policy; use \"proceed\" or \"rollback\"",
+        ),
+        (
+            "enabled = true",
+            "enabled = true\nwindow = 3",
+            "unknown key `window`",
+        ),
+        (
+            "probe_path = \"/health\"",
+            "probe_path = \"/health\"\nprobe = \"tcp\"",
+            "\"tcp\" is not a probe; use \"http\"",
+        ),
+    ] {
+        assert!(base.contains(from), "{from}");
+        let text = base.replacen(from, to, 1);
+        let (line, _key, msg) = refuse(&text);
+        assert!(msg.contains(message), "{to}: {msg}");
+        let last = to.lines().last().unwrap();
+        assert_eq!(line, line_of(&text, last), "{to}: {msg}");
+    }
 }

@@ -1,9 +1,10 @@
 """`make demo`: the whole release story on one machine, with real traffic.
 
-Starts the local AWS stand-in, seeds three releases into preprod's registry (v1.1.0 live everywhere,
-v1.2.0 good, v1.2.1 bad: its /health answers 500), creates preprod (one region) and prod (three
-regions in two waves, another account) from tools/demo/environments, then runs bluegreen as an
-operator would and curls every region's ALB address after each step. Every step checks its exit
+Starts the local AWS stand-in, seeds four releases into preprod's registry (v1.1.0 live everywhere,
+v1.2.0 good, v1.2.1 bad: its /health answers 500, v1.2.2 bad: 5% of its answers are 500 while its
+/health is fine), creates preprod (one region) and prod (three regions in two waves, another
+account) from tools/demo/environments, starts users' traffic against every ALB, then runs bluegreen
+as an operator would and curls every region's ALB address after each step. Every step checks its exit
 code; any surprise stops the demo with a non-zero exit. Everything it started is stopped on exit,
 Ctrl-C and SIGTERM included. With --keep the stand-in stays up after the story, for you to try
 commands by hand, until Ctrl-C or SIGTERM (exit 0); if it stops by itself meanwhile, the demo exits 1.
@@ -22,7 +23,9 @@ import signal
 import subprocess
 import sys
 import time
+import threading
 import tomllib
+import urllib.error
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -65,8 +68,11 @@ class Demo:
         shutil.rmtree(self.state / "localaws", ignore_errors=True)
         self.state.mkdir(parents=True, exist_ok=True)
         # --exit-with-parent: should this process be SIGKILLed, the stand-in still stops.
+        # ALB metrics in 1-second periods, published a second after they end (AWS: 60 s, and a
+        # minute or more), so the traffic analysis judges in seconds; the demo files match.
         self.standin = Launched(str(self.state / "localaws"), str(self.state / "localaws.log"), env=self.env,
-                                port=self.port, extra=("--exit-with-parent",))
+                                port=self.port, extra=("--exit-with-parent", "--metric-period", "1",
+                                                       "--metric-delay", "1"))
         self.endpoint = self.standin.endpoint
         self.env["AWS_ENDPOINT_URL"] = self.endpoint
         note(f"AWS endpoint {self.endpoint} (moto + real tasks, registries and ALBs)")
@@ -102,9 +108,12 @@ class Demo:
             ("v1.1.0", [str(BIN / "service")], "the release live everywhere"),
             ("v1.2.0", [str(BIN / "service")], "a good release"),
             ("v1.2.1", [sys.executable, str(ROOT / "tools" / "localaws" / "badapp.py")], "a bad release: /health answers 500"),
+            ("v1.2.2", [sys.executable, str(ROOT / "tools" / "localaws" / "badapp.py")],
+             "a bad release: /health is fine, 5% of other answers are 500"),
         ]:
+            env = {"BAD_MODE": "errors", "ERROR_RATE": "0.05"} if tag == "v1.2.2" else {}
             out = self.control("seed", {"account": "111111111111", "region": "us-east-1", "repository": "hello",
-                                        "tag": tag, "argv": argv, "layers": 3, "layer_size": 65536,
+                                        "tag": tag, "argv": argv, "env": env, "layers": 3, "layer_size": 65536,
                                         "platforms": ["linux/amd64", "linux/arm64"]})
             images[tag] = out["image"]
             note(f"hello:{tag} {out['digest'][:19]}  ({what})")
@@ -151,6 +160,21 @@ class Demo:
                     sys.exit(f"demo: {env} {region} ({addr}) did not start serving in 60s")
                 time.sleep(0.2)
 
+    def decided(self, env: str) -> None:
+        """What `history` kept of the newest deployment: the message that decided it."""
+        cmd = [str(BIN / "bluegreen"), "history", "-e", env, "--limit", "1", "--output", "json",
+               "--config-dir", str(ENVS)]
+        out = subprocess.run(cmd, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"demo: bluegreen history exited {out.returncode}: {out.stderr}")
+        latest = json.loads(out.stdout.strip().splitlines()[-1])["deployments"][0]
+        message = latest.get("message") or ""
+        if "traffic analysis failed" not in message:
+            sys.exit(f"demo: the rollback was not the analysis's: {message}")
+        note("what decided it (bluegreen history keeps it): the new colour | the previous one:")
+        for part in message.split("; "):
+            note(f"  {part}")
+
     def curl(self, env: str, want: str) -> None:
         for region, addr in self.albs[env].items():
             seen: dict[str, int] = {}
@@ -162,6 +186,46 @@ class Demo:
             print(f"$ curl http://{addr}/   # {env} {region}: {answer}", flush=True)
             if list(seen) != [want]:
                 sys.exit(f"demo: {env} {region} answered {seen}, expected only {want}")
+
+
+class Users:
+    """Background traffic: threads sending GET / to every ALB back to back, as users would, counting
+    the answers per status, so the traffic analysis has real requests on both colours to compare."""
+
+    def __init__(self, albs: dict[str, dict[str, str]], per_alb: int = 2) -> None:
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.answers: dict[int, int] = {}
+        self.threads = [threading.Thread(target=self._run, args=(addr,), daemon=True)
+                        for regions in albs.values() for addr in regions.values() for _ in range(per_alb)]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def _run(self, addr: str) -> None:
+        while not self.stop_event.is_set():
+            try:
+                with urllib.request.urlopen(f"http://{addr}/", timeout=5) as res:
+                    res.read()
+                    status = res.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            except OSError:
+                status = 0
+            with self.lock:
+                self.answers[status] = self.answers.get(status, 0) + 1
+
+    def take(self) -> dict[int, int]:
+        """The answers so far, by status, and a fresh count from here."""
+        with self.lock:
+            out, self.answers = self.answers, {}
+        return out
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(timeout=10)
 
 
 def main() -> int:
@@ -179,10 +243,11 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, terminated)
     demo = Demo(args.port, args.state_dir.resolve())
+    users: Users | None = None
     try:
         say("Starting the local AWS stand-in")
         demo.start()
-        say("Seeding three releases into preprod's registry (account 111111111111, us-east-1)")
+        say("Seeding four releases into preprod's registry (account 111111111111, us-east-1)")
         images = demo.seed()
         say("Creating preprod and prod as Terraform would, v1.1.0 live everywhere")
         for env in ["preprod", "prod"]:
@@ -191,6 +256,9 @@ def main() -> int:
             demo.wait_serving(env)
         demo.curl("preprod", "v1.1.0")
         demo.curl("prod", "v1.1.0")
+        users = Users(demo.albs)
+        users.start()
+        note(f"users: {len(users.threads)} clients send GET / to every ALB from now on")
 
         say("1. Promote v1.2.0 to preprod, then to prod (us-east-1 first, then eu-west-1 and ap-southeast-2)")
         demo.bluegreen("promote", "v1.2.0", "-e", "preprod", expect=0)
@@ -205,11 +273,20 @@ def main() -> int:
         note("wave 2 (eu-west-1, ap-southeast-2) was never touched.")
         demo.curl("prod", "v1.2.0")
 
-        say("4. Roll prod back to the release before v1.2.0")
+        say("4. Promote v1.2.2 to prod: /health is fine, but 5% of users' requests get 500;")
+        note("the traffic analysis compares green with blue on the same traffic and rolls it back in wave 1")
+        users.take()
+        demo.bluegreen("promote", "v1.2.2", "-e", "prod", expect=3)
+        seen = users.take()
+        note("users' answers during it: " + ", ".join(f"HTTP {k} ×{v}" for k, v in sorted(seen.items())))
+        demo.decided("prod")
+        demo.curl("prod", "v1.2.0")
+
+        say("5. Roll prod back to the release before v1.2.0")
         demo.bluegreen("rollback", "-e", "prod", expect=0)
         demo.curl("prod", "v1.1.0")
 
-        say("5. What happened, and what runs where")
+        say("6. What happened, and what runs where")
         demo.bluegreen("history", "-e", "prod", expect=0)
         demo.bluegreen("status", "-e", "prod", expect=0)
         say("Done: every step behaved as expected")
@@ -224,6 +301,8 @@ def main() -> int:
         print("\ninterrupted", flush=True)
         return 130
     finally:
+        if users:
+            users.stop()
         demo.stop()
 
 

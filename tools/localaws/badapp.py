@@ -1,17 +1,54 @@
-"""A bad release for tests and the demo: serves like the hello service but `/health` answers 500,
-or, with BAD_MODE=crash, exits at start. The stand-in maps a seeded image digest to it."""
+"""Bad releases for tests and the demo. Each serves like the hello service (JSON with `version`, the
+`x-app-version` header) but is wrong in one way, chosen by BAD_MODE:
+
+    (unset)   `/health` answers 500: the ALB marks every target unhealthy
+    crash     exits at start: ECS sees the task stop
+    errors    `/health` stays 200, but ERROR_RATE (default 0.05) of every other request answers 500,
+              spread evenly (the 20th, 40th, ... at 5%): target health and alarms on health see
+              nothing wrong, only the error rate of real traffic does
+    slow      `/health` stays fast, every other request waits DELAY_MS (default 300) first
+
+The stand-in maps a seeded image digest to it."""
 
 import json
+import math
 import os
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MODE = os.environ.get("BAD_MODE", "")
+ERROR_RATE = float(os.environ.get("ERROR_RATE", "0.05"))
+DELAY = float(os.environ.get("DELAY_MS", "300")) / 1000.0
+_served = 0
+_lock = threading.Lock()
+
+
+def _fails_next() -> bool:
+    """Whether the next request is one of the ERROR_RATE share: the n-th fails when the running
+    count of failures floor(n × rate) steps up, so any window of requests has the rate."""
+    global _served
+    with _lock:
+        _served += 1
+        return math.floor(_served * ERROR_RATE) > math.floor((_served - 1) * ERROR_RATE)
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
     def do_GET(self) -> None:  # noqa: N802
         version = os.environ.get("APP_VERSION", "bad")
-        status = 500 if self.path.startswith("/health") else 200
-        body = json.dumps({"status": "unhealthy" if status == 500 else "ok", "version": version,
+        health = self.path.startswith("/health")
+        if MODE == "":
+            status = 500 if health else 200
+        elif MODE == "errors" and not health:
+            status = 500 if _fails_next() else 200
+        else:
+            status = 200
+        if MODE == "slow" and not health:
+            time.sleep(DELAY)
+        body = json.dumps({"status": "ok" if status == 200 else "error", "version": version,
                            "region": os.environ.get("AWS_REGION", "local")}).encode()
         self.send_response(status)
         self.send_header("content-type", "application/json")
@@ -25,8 +62,13 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    if os.environ.get("BAD_MODE") == "crash":
+    if MODE == "crash":
         print("bad release: crashing at start", file=sys.stderr)
         sys.exit(3)
-    ThreadingHTTPServer((os.environ.get("BIND_ADDR", "127.0.0.1"), int(os.environ.get("PORT", "8080"))),
-                        Handler).serve_forever()
+    if MODE not in ("", "errors", "slow"):
+        print(f"bad release: unknown BAD_MODE {MODE!r}; use crash, errors or slow", file=sys.stderr)
+        sys.exit(2)
+    server = ThreadingHTTPServer((os.environ.get("BIND_ADDR", "127.0.0.1"), int(os.environ.get("PORT", "8080"))),
+                                 Handler)
+    server.daemon_threads = True
+    server.serve_forever()

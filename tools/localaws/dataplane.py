@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fnmatch
+import functools
 import logging
 import random
 import threading
@@ -27,6 +28,7 @@ import aiohttp
 from aiohttp import web
 from moto.elbv2.models import elbv2_backends
 
+from .albmetrics import AlbMetrics
 from .world import Settings
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -126,6 +128,11 @@ class Dataplane:
         self._rr: dict[str, int] = {}
         self.session: aiohttp.ClientSession | None = None
         self.errors: list[str] = []
+        # Extension 15: what the ALB's per-target-group CloudWatch metrics count.
+        self.metrics = AlbMetrics(settings)
+        # Requests per listener and User-Agent product (what an ALB access log would show), so a
+        # test can tell whether a client sent any.
+        self.agents: dict[str, dict[str, int]] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -265,7 +272,9 @@ class Dataplane:
         return handle
 
     def _pick(self, account: str, region: str, listener_arn: str,
-              headers: "web.BaseRequest.headers", path: str) -> tuple[str, int] | web.Response:
+              headers: "web.BaseRequest.headers", path: str) -> tuple[str, str, str, int] | web.Response:
+        """The target a request goes to: (target group ARN, load balancer ARN, address, port), or the
+        answer the load balancer gives itself."""
         backend = elbv2_backends[account][region]
         listener = None
         for lb in backend.load_balancers.values():
@@ -297,13 +306,18 @@ class Dataplane:
         pool = healthy or targets
         n = self._rr.get(tg_arn, 0)
         self._rr[tg_arn] = n + 1
-        return pool[n % len(pool)]
+        ip, port = pool[n % len(pool)]
+        return tg_arn, listener.load_balancer_arn, ip, port
 
     async def _proxy(self, account: str, region: str, listener_arn: str, request: web.Request) -> web.StreamResponse:
+        agent = (request.headers.get("User-Agent") or "-").split("/", 1)[0]
+        with self._lock:
+            per = self.agents.setdefault(listener_arn, {})
+            per[agent] = per.get(agent, 0) + 1
         picked = self._pick(account, region, listener_arn, request.headers, request.path)
         if isinstance(picked, web.Response):
             return picked
-        ip, port = picked
+        tg_arn, lb_arn, ip, port = picked
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         peer = request.remote or ""
         prior = request.headers.get("X-Forwarded-For")
@@ -311,15 +325,28 @@ class Dataplane:
         headers["X-Forwarded-Proto"] = request.scheme
         headers["X-Forwarded-Port"] = str(request.url.port or "")
         body = await request.read()
+        sent = time.monotonic()
+        record = functools.partial(self.metrics.record, account, region, lb_arn, tg_arn)
+        answered = False
         try:
             async with self.session.request(request.method, f"http://{ip}:{port}{request.rel_url}",
                                             headers=headers, data=body or None, allow_redirects=False,
                                             timeout=aiohttp.ClientTimeout(total=60)) as upstream:
+                # TargetResponseTime: from sending the request until the target's response headers.
+                record(status=upstream.status, seconds=time.monotonic() - sent, connection_error=False)
+                answered = True
                 payload = await upstream.read()
                 out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
                 return web.Response(status=upstream.status, headers=out, body=payload)
+        except aiohttp.ClientConnectorError:
+            # TargetConnectionErrorCount; the ALB answers 502 itself (an ELB code, not a target's).
+            record(status=None, seconds=None, connection_error=True)
+            return web.Response(status=502, text="Bad Gateway")
         except (aiohttp.ClientError, asyncio.TimeoutError):
-            # What an ALB answers when the target resets or does not answer.
+            # What an ALB answers when the target resets or does not answer: a request with no
+            # target code if it broke before the headers.
+            if not answered:
+                record(status=None, seconds=None, connection_error=False)
             return web.Response(status=502, text="Bad Gateway")
 
     def _error(self, msg: str) -> None:
@@ -333,4 +360,5 @@ class Dataplane:
             return {
                 "listeners": [f"{ip}:{port}" for (ip, port) in self._sites],
                 "errors": list(self.errors),
+                "agents": {arn: dict(v) for arn, v in self.agents.items()},
             }

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import requests
+from moto.cloudwatch import exceptions as cw_exceptions
+from moto.cloudwatch.models import CloudWatchBackend
 from moto.core.exceptions import ServiceException
 from moto.core.responses import ActionResult
 from moto.ecr.models import ECRBackend, Image, ecr_backends
@@ -19,6 +21,7 @@ from moto.ecs.models import EC2ContainerServiceBackend
 from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, elbv2_backends
 
 from . import oci
+from .albmetrics import NAMESPACE as ALB_NAMESPACE, MetricError
 from .dataplane import Dataplane
 from .registry import Registries
 from .scanning import Scanning, is_index
@@ -29,6 +32,7 @@ def install(addresses: Addresses, dataplane: Dataplane, registries: Registries, 
     _patch_ecs()
     _patch_elbv2(addresses, dataplane)
     _patch_ecr(registries, scanning)
+    _patch_cloudwatch(dataplane)
 
 
 def _patch_ecs() -> None:
@@ -373,3 +377,35 @@ def registry_pushed(registries: Registries, scanning: Scanning, account: str, re
             image.last_scan = datetime.today()
         scanning.pushed((account, region, repo, digest), media_type, json.loads(body), on_push)
     return added
+
+
+def _patch_cloudwatch(dataplane: Dataplane) -> None:
+    """Extension 15: GetMetricData answers `AWS/ApplicationELB` queries from the data plane's
+    counts (albmetrics.py), in the order asked, and passes every other query to moto."""
+    original = CloudWatchBackend.get_metric_data
+
+    def get_metric_data(self: Any, queries: list[dict[str, Any]], start_time: datetime, end_time: datetime,
+                        scan_by: str = "TimestampAscending") -> list[dict[str, Any]]:
+        if start_time >= end_time:
+            return original(self, queries, start_time, end_time, scan_by)
+        ours = {i for i, q in enumerate(queries)
+                if (q.get("MetricStat") or {}).get("Metric", {}).get("Namespace") == ALB_NAMESPACE}
+        theirs = [q for i, q in enumerate(queries) if i not in ours]
+        by_id = {r["id"]: r for r in (original(self, theirs, start_time, end_time, scan_by) if theirs else [])}
+        results = []
+        for i, q in enumerate(queries):
+            if i in ours:
+                if not q.get("ReturnData", True):
+                    continue
+                try:
+                    results.append(dataplane.metrics.answer(self.account_id, self.region_name, q, i + 1,
+                                                            start_time, end_time, scan_by))
+                except MetricError as e:
+                    error = (cw_exceptions.ValidationError if e.code == "ValidationError"
+                             else cw_exceptions.InvalidParameterValue)
+                    raise error(str(e)) from None
+            elif q["Id"] in by_id:
+                results.append(by_id.pop(q["Id"]))
+        return results + list(by_id.values())
+
+    CloudWatchBackend.get_metric_data = get_metric_data

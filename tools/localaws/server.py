@@ -12,7 +12,8 @@ Control API (JSON):
                                  digest, platform?, counts?, status?, description?, scan_delay?}
                                  (see scanning.Scanning.set)
     POST /_localaws/settings     change timings at run time: {scan_delay?, blob_url_expiry?} (seconds),
-                                 and the layer bucket's fault {bucket_cut_after?} (bytes; 0: off)
+                                 the layer bucket's fault {bucket_cut_after?} (bytes; 0: off), and the
+                                 ALB metrics' {metric_period?, metric_delay?} (extension 15, albmetrics.py)
     POST /_localaws/registry-events  the registries' push notifications (extension 6)
     GET  /_localaws/requests?since=N  the AWS request log from entry N (extension 7)
     POST /_localaws/faults       inject AWS errors into chosen calls (extension 7, see faults.py)
@@ -91,6 +92,7 @@ class Standin:
             "blobs": self.registries.blobs.snapshot(),
             "scans": self.scanning.snapshot(),
             "dataplane": self.dataplane.snapshot(),
+            "alb_metrics": self.dataplane.metrics.snapshot(),
             "tasks": self.tasks.snapshot(),
             "images": self.images.snapshot(),
             "events": list(self.tasks.events[-50:]),
@@ -147,14 +149,15 @@ class Standin:
         """Timings tests may change while the stand-in runs: scan_delay (for manifests pushed from
         now on that have no delay of their own) and blob_url_expiry, in seconds; and
         bucket_cut_after, the layer bucket's connection-cut fault, in bytes (0: off)."""
-        for name, kind in (("scan_delay", float), ("blob_url_expiry", float), ("bucket_cut_after", int)):
+        names = (("scan_delay", float), ("blob_url_expiry", float), ("bucket_cut_after", int),
+                 ("metric_period", int), ("metric_delay", float))
+        for name, kind in names:
             if name in body:
                 value = kind(body[name])
-                if value < 0:
-                    raise ValueError(f"{name} must be 0 or more, not {value}")
+                if value < 0 or (name == "metric_period" and value < 1):
+                    raise ValueError(f"{name} must be {'1' if name == 'metric_period' else '0'} or more, not {value}")
                 setattr(self.settings, name, value)
-        return {"scan_delay": self.settings.scan_delay, "blob_url_expiry": self.settings.blob_url_expiry,
-                "bucket_cut_after": self.settings.bucket_cut_after}
+        return {name: getattr(self.settings, name) for name, _kind in names}
 
     def wsgi(self) -> Callable:
         moto_app = self.faults.wrap(DomainDispatcherApplication(create_backend_app))
@@ -223,6 +226,10 @@ def main(argv: list[str]) -> int:
                    help="seconds a pushed image's ECR scan stays IN_PROGRESS before it is COMPLETE")
     p.add_argument("--blob-url-expiry", type=float, default=Settings.blob_url_expiry,
                    help="lifetime in seconds of the pre-signed URL a registry blob GET redirects to")
+    p.add_argument("--metric-period", type=int, default=Settings.metric_period,
+                   help="ALB metric resolution in seconds (AWS: 60); GetMetricData Periods are multiples of it")
+    p.add_argument("--metric-delay", type=float, default=Settings.metric_delay,
+                   help="seconds after a metric period ends before it is published (AWS: one to three minutes)")
     p.add_argument("--throttling", action="store_true",
                    help="enforce AWS's documented request rate limits (extension 11; off by default)")
     p.add_argument("--ecs-client-tokens", choices=["strict", "off"], default="strict",
@@ -241,7 +248,10 @@ def main(argv: list[str]) -> int:
     state_dir = args.state_dir or tempfile.mkdtemp(prefix="localaws-")
     os.makedirs(state_dir, exist_ok=True)
     settings = Settings(health_interval=args.health_interval, replace_after=args.replace_after,
-                        scan_delay=args.scan_delay, blob_url_expiry=args.blob_url_expiry)
+                        scan_delay=args.scan_delay, blob_url_expiry=args.blob_url_expiry,
+                        metric_period=args.metric_period, metric_delay=args.metric_delay)
+    if settings.metric_period < 1 or settings.metric_delay < 0:
+        p.error("--metric-period must be 1 or more and --metric-delay 0 or more")
     standin = Standin(settings, state_dir)
     standin.throttling.configure({"enabled": args.throttling})
     standin.client_tokens.configure({"enabled": args.ecs_client_tokens == "strict"})

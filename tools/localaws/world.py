@@ -33,6 +33,11 @@ class Settings:
     # (0: never), every download's connection is cut, as a network failure between the client
     # and S3 would. Set with `POST /_localaws/settings {"bucket_cut_after": N}`.
     bucket_cut_after: int = 0
+    # ALB CloudWatch metrics (extension 15): the resolution of the per-target-group metrics (AWS:
+    # 60 s; a GetMetricData Period must be a multiple of it) and how long after a period ends it
+    # is published (AWS: the newest one to three minutes are missing or incomplete).
+    metric_period: int = 60
+    metric_delay: float = 60.0
 
 
 class Addresses:

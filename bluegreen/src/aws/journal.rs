@@ -172,6 +172,9 @@ pub struct RegionRecord {
     pub new_task_set: Option<String>,
     /// Percent of production traffic on the new release last set.
     pub weight: u8,
+    /// The traffic analysis's last comparison of the colours and its verdict, once baked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<String>,
 }
 
 impl RegionRecord {

@@ -7,6 +7,7 @@ pub mod ecs;
 pub mod elb;
 pub mod journal;
 pub mod lock;
+pub mod metrics;
 pub mod registry;
 pub mod scan;
 pub mod secret;

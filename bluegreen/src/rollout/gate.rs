@@ -2,7 +2,8 @@
 //! the configured alarms, and an HTTP probe that checks the version answering.
 //!
 //! Per poll it makes three AWS calls per region, all at once (DescribeTargetHealth,
-//! DescribeTaskSets, and DescribeAlarms unless no alarms are configured), and one HTTP request.
+//! DescribeTaskSets, and DescribeAlarms unless no alarms are configured), and one HTTP request
+//! unless the region says `probe = "none"`. The traffic analysis (`analysis`) runs beside it.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use super::preflight::RegionState;
 use crate::aws::elb::{self, Colour};
 use crate::aws::secret::TestRoute;
 use crate::aws::{RegionClients, alarms};
+use crate::config::Probe;
 
 /// `http(s)://<alb>:<port><path>`; port 443 means HTTPS.
 pub fn url(dns: &str, port: u16, path: &str) -> String {
@@ -166,11 +168,17 @@ async fn evaluate(
     full: bool,
 ) -> Result<(), String> {
     let url = url(&s.topo.dns_name, s.plan.listener_port, &s.plan.probe_path);
+    let probed = async {
+        match s.plan.probe {
+            Probe::Http => probe(http, &url, None).await.map(Some),
+            Probe::None => Ok(None),
+        }
+    };
     let (health, tasks, firing, answered) = tokio::join!(
         colour_ready(&s.c, s, s.idle()),
         crate::aws::ecs::task_set(&s.c, &s.plan.cluster, &s.plan.service, task_set),
         alarms::firing(&s.c, &s.plan.alarms),
-        probe(http, &url, None),
+        probed,
     );
     // Most specific first: a stopped task explains the failed checks and 502s that follow it.
     match tasks.map_err(|e| e.to_string())? {
@@ -192,7 +200,10 @@ async fn evaluate(
             a.reason.as_deref().unwrap_or("no reason given")
         ));
     }
-    let answered = answered?;
+    // `None`: not probed (probe = "none").
+    let Some(answered) = answered? else {
+        return Ok(());
+    };
     if full && answered.as_deref() != Some(version) {
         return Err(format!(
             "production answers version {} at {url}, expected {version}",

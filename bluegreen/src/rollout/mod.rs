@@ -41,6 +41,7 @@
 //!   with the lock kept naming what AWS holds: `tests/faults.rs`
 //!   `the_final_journal_write_failing_keeps_the_lock_and_continue_records_it`.
 
+pub mod analysis;
 pub mod common;
 pub mod decide;
 pub mod gate;
@@ -230,6 +231,8 @@ impl Env {
         // Probes judge what the ALB answers, and a redirect is an answer: never followed, so the
         // test header's secret is never sent on to another host.
         let http = reqwest::Client::builder()
+            // Probes say who sends them, so ALB access logs can tell them from users.
+            .user_agent(concat!("bluegreen/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))

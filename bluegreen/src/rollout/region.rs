@@ -4,12 +4,13 @@
 //! idempotent and journals itself before the next acts on it, so a re-run (`continue`, or a
 //! resume) picks up where the journal says.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Env;
+use super::analysis::{Look, Verdict, Watch};
 use super::common::run_hook;
 use super::gate;
 use super::preflight::RegionState;
@@ -18,7 +19,7 @@ use crate::aws::ecs::{self, TaskSet};
 use crate::aws::elb::{self, Weights};
 use crate::aws::journal::RegionPhase;
 use crate::aws::secret::TestRoute;
-use crate::config::{TEST_TRAFFIC_WINDOW, Until};
+use crate::config::{OnInconclusive, Probe, TEST_TRAFFIC_WINDOW, Until};
 
 /// How a region's promote ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,7 +277,7 @@ async fn test_traffic(run: &Run<'_>, s: &RegionState, ready: Ready) -> Result<Te
         &s.plan.probe_path,
     );
     let started = Instant::now();
-    loop {
+    while s.plan.probe == Probe::Http {
         let probed = unless_cancelled(
             &run.cancel,
             gate::probe_version(&env.http, &url, Some(run.test_route), run.version, 3),
@@ -307,11 +308,14 @@ async fn test_traffic(run: &Run<'_>, s: &RegionState, ready: Ready) -> Result<Te
         .map_err(Stop::Failed)?;
     }
     advance(run, r, RegionPhase::TestTraffic, |_| {}).await?;
-    env.reporter.event(
-        Some(r),
-        "test-traffic",
-        format!("{url} answers {}", run.version),
-    );
+    let said = match s.plan.probe {
+        Probe::Http => format!("{url} answers {}", run.version),
+        Probe::None => format!(
+            "the test route points at {idle}; not probed (probe = \"none\"): the gate judges \
+             through AWS APIs only"
+        ),
+    };
+    env.reporter.event(Some(r), "test-traffic", said);
     Ok(Tested {
         task_set: ready.task_set,
     })
@@ -333,6 +337,8 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
             ),
         );
     }
+    let mut watch = analysis_watch(run, s);
+    let mut inconclusive = None;
     for step in steps(&run.env.plan.strategy.steps, s.first_deployment()) {
         let baked_before =
             step < done.weight || (step == done.weight && done.phase.reached(RegionPhase::Baked));
@@ -349,12 +355,14 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
             })
             .await
             .map_err(|e| fail(format!("the journal could not record {step}%: {e}")))?;
-        bake(run, s, &tested.task_set, step).await?;
+        let note = bake(run, s, &tested.task_set, step, watch.as_mut()).await?;
+        inconclusive = inconclusive.or(note);
         if run.until == Some(Until::Weight(step)) {
             return Ok(None);
         }
     }
-    advance(run, r, RegionPhase::Baked, |_| {}).await?;
+    let analysis = watch.as_ref().map(|w| w.summary(inconclusive.as_deref()));
+    advance(run, r, RegionPhase::Baked, |x| x.analysis = analysis).await?;
     if let Some(hook) = &run.env.plan.hooks.post_shift {
         let prod = gate::url(&s.topo.dns_name, s.plan.listener_port, &s.plan.probe_path);
         run_hook(
@@ -374,8 +382,34 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
     }))
 }
 
-/// The bake after one step: the gate every poll until the bake time has passed.
-async fn bake(run: &Run<'_>, s: &RegionState, ts: &TaskSet, step: u8) -> Result<(), Stop> {
+/// The analysis of this region's rollout, unless it is off or there is nothing to compare with.
+fn analysis_watch(run: &Run<'_>, s: &RegionState) -> Option<Watch> {
+    let policy = &run.env.plan.strategy.analysis;
+    let why_not = if !policy.enabled {
+        "off ([strategy.analysis] enabled = false, or --analysis off)"
+    } else if s.first_deployment() {
+        "nothing to compare with: the region has no previous release"
+    } else {
+        return Some(Watch::new(SystemTime::now()));
+    };
+    run.env.reporter.event(
+        Some(s.name()),
+        "analysis",
+        format!("traffic analysis {why_not}"),
+    );
+    None
+}
+
+/// The bake after one step: the gate every poll until the bake time has passed, with the
+/// traffic analysis beside it. A bake whose analysis lacks requests at its end goes on up to
+/// `max_extension`; `Some(note)`: it ended inconclusive and `on_inconclusive` let it proceed.
+async fn bake(
+    run: &Run<'_>,
+    s: &RegionState,
+    ts: &TaskSet,
+    step: u8,
+    mut watch: Option<&mut Watch>,
+) -> Result<Option<String>, Stop> {
     let (st, idle, full) = (&run.env.plan.strategy, s.idle(), step == 100);
     let bake = if full { st.final_bake } else { st.bake };
     run.env.reporter.waiting(
@@ -388,20 +422,128 @@ async fn bake(run: &Run<'_>, s: &RegionState, ts: &TaskSet, step: u8) -> Result<
         bake,
     );
     let deadline = Instant::now() + bake;
+    let mut extended = false;
     loop {
+        let look = if Instant::now() >= deadline {
+            Look::Final
+        } else {
+            Look::Interim
+        };
         // Read-only, so another region's failure may drop it mid-flight: a rollback never
         // waits for this region's poll to come back.
-        unless_cancelled(
-            &run.cancel,
-            gate::check(&run.env.http, s, &ts.arn, run.version, full),
-        )
-        .await?
-        .map_err(|e| fail(format!("gate failed at {step}% on {idle}: {e}")))?;
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return unless_cancelled(&run.cancel, std::future::ready(())).await;
+        let (gate, verdict) = unless_cancelled(&run.cancel, async {
+            tokio::join!(
+                gate::check(&run.env.http, s, &ts.arn, run.version, full),
+                analyse(run, s, watch.as_deref_mut(), look, step),
+            )
+        })
+        .await?;
+        gate.map_err(|e| fail(format!("gate failed at {step}% on {idle}: {e}")))?;
+        if let Some(Verdict::Fail(why)) = &verdict {
+            // `history` keeps this message, the comparison that decided included.
+            return Err(fail(format!(
+                "traffic analysis failed at {step}% on {idle}: {why}; {}",
+                watch
+                    .as_deref()
+                    .and_then(Watch::last)
+                    .map_or(String::new(), ToString::to_string)
+            )));
         }
-        pause(&run.cancel, st.poll.min(left)).await?;
+        if look == Look::Final {
+            let Some(Verdict::NotEnough(why)) = verdict else {
+                return Ok(None);
+            };
+            if Instant::now() >= deadline + st.analysis.max_extension {
+                return inconclusive(run, s, step, &why);
+            }
+            if !extended {
+                extended = true;
+                run.env.reporter.waiting(
+                    Some(s.name()),
+                    "analysis",
+                    format!(
+                        "{step}% on {idle}: not enough traffic to judge yet ({why}); bake extended"
+                    ),
+                    st.analysis.max_extension,
+                );
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        pause(
+            &run.cancel,
+            if left.is_zero() {
+                st.poll
+            } else {
+                st.poll.min(left)
+            },
+        )
+        .await?;
+    }
+}
+
+/// One look of the analysis, reported when its window is new; `None`: the analysis is off.
+/// Metrics that cannot be read count as not enough data (said as a warning), so a bake extends
+/// and then follows `on_inconclusive` rather than waiting forever.
+async fn analyse(
+    run: &Run<'_>,
+    s: &RegionState,
+    watch: Option<&mut Watch>,
+    look: Look,
+    share: u8,
+) -> Option<Verdict> {
+    let policy = &run.env.plan.strategy.analysis;
+    let looked = watch?.look(s, policy, look, share).await;
+    Some(match looked {
+        Ok(Some(l)) => {
+            if l.fresh {
+                run.env.reporter.analysis(
+                    s.name(),
+                    share,
+                    &l.comparison.to_string(),
+                    &l.comparison,
+                );
+            }
+            l.comparison.verdict
+        }
+        Ok(None) => Verdict::NotEnough(format!(
+            "no metrics period has settled yet (period {}, settle {})",
+            humantime::format_duration(policy.period),
+            humantime::format_duration(policy.settle)
+        )),
+        Err(e) => {
+            run.env.reporter.warn(Some(s.name()), "analysis", &e);
+            Verdict::NotEnough(format!("the metrics could not be read: {e}"))
+        }
+    })
+}
+
+/// The bake has run its extension without enough traffic: `on_inconclusive` decides.
+fn inconclusive(
+    run: &Run<'_>,
+    s: &RegionState,
+    step: u8,
+    why: &str,
+) -> Result<Option<String>, Stop> {
+    let policy = &run.env.plan.strategy.analysis;
+    let extension = humantime::format_duration(policy.max_extension);
+    match policy.on_inconclusive {
+        OnInconclusive::Rollback => Err(fail(format!(
+            "traffic analysis inconclusive at {step}% on {} after extending the bake by \
+             {extension}: {why}; on_inconclusive = \"rollback\"",
+            s.idle()
+        ))),
+        OnInconclusive::Proceed => {
+            let note = format!(
+                "{why} after extending the bake by {extension}; proceeded (on_inconclusive = \"proceed\": \
+                 health, tasks, alarms and probes were the gate)"
+            );
+            run.env.reporter.warn(
+                Some(s.name()),
+                "analysis",
+                format!("inconclusive at {step}%: {note}"),
+            );
+            Ok(Some(note))
+        }
     }
 }
 

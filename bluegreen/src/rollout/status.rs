@@ -388,10 +388,11 @@ fn region_steps(
             d(st.poll)
         ));
     } else {
+        let judged = analysis_plan(&st.analysis, s.live);
         for &step in &st.steps {
             let bake = if step == 100 { st.final_bake } else { st.bake };
             steps.push(format!(
-                "{r}: production {step}% on {idle}, bake {} with the gate every {}",
+                "{r}: production {step}% on {idle}, bake {} with the gate every {}{judged}",
                 d(bake),
                 d(st.poll)
             ));
@@ -399,6 +400,28 @@ fn region_steps(
     }
     steps.push(format!("{r}: make the {idle} task set primary"));
     steps
+}
+
+/// How a bake's traffic analysis is described in a plan step ("" when it is off).
+fn analysis_plan(a: &crate::config::Analysis, previous: crate::aws::elb::Colour) -> String {
+    if !a.enabled {
+        return String::new();
+    }
+    let more = if a.max_extension.is_zero() {
+        String::new()
+    } else {
+        format!(
+            "up to {} more, then ",
+            humantime::format_duration(a.max_extension)
+        )
+    };
+    format!(
+        " and the traffic analysis against {previous} (ALB metrics in {} periods; with fewer than \
+         {} requests a colour: {more}{})",
+        humantime::format_duration(a.period),
+        a.min_requests,
+        a.on_inconclusive.as_str()
+    )
 }
 
 /// `bluegreen validate`: the environment file as bluegreen resolved it, read without AWS.

@@ -90,6 +90,9 @@ impl LocalAws {
         let log = std::fs::File::create(dir.join("localaws.log")).expect("create log");
         let child = Command::new(&python)
             .args(["-m", "localaws", "serve", "--exit-with-parent"])
+            // ALB metrics in 1-second periods published 1 s after they end (AWS: 60 s, and a
+            // minute or more): the analysis's test window; [strategy.analysis] below matches.
+            .args(["--metric-period", "1", "--metric-delay", "1"])
             .arg("--state-dir")
             .arg(&dir)
             .arg("--ready-file")
@@ -437,6 +440,10 @@ pub struct Prod {
     pub digests: std::collections::BTreeMap<String, String>,
 }
 
+/// `[strategy.analysis]` for the stand-in's 1-second metric periods, with no bake extension.
+pub const ANALYSIS_QUIET: &str =
+    "\n[strategy.analysis]\nperiod = \"1s\"\nsettle = \"1s\"\nmax_extension = \"0s\"\n";
+
 pub const PROD_REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
 
 impl Prod {
@@ -533,8 +540,15 @@ impl Prod {
                  alarms = [\"hello-{r}-5xx\"]\ntask_family = \"hello\"\n\n"
             );
         }
+        // Unless a test sets its own, the analysis reads the stand-in's 1-second metrics and,
+        // with no background traffic in most tests, ends each bake inconclusive at once.
+        let analysis = if strategy.contains("[strategy.analysis]") {
+            ""
+        } else {
+            ANALYSIS_QUIET
+        };
         file += &format!(
-            "[strategy]\n{strategy}\n\n[lock]\ntable = \"bluegreen-prod\"\nregion = \"us-east-1\"\nlease = \"3s\"\n"
+            "[strategy]\n{strategy}\n{analysis}\n[lock]\ntable = \"bluegreen-prod\"\nregion = \"us-east-1\"\nlease = \"3s\"\n"
         );
         if !hooks.is_empty() {
             file += &format!("\n[hooks]\n{hooks}\n");

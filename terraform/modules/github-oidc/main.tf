@@ -218,6 +218,15 @@ data "aws_iam_policy_document" "deploy" {
       for s in var.service_arns : replace(replace(s, ":ecs:", ":cloudwatch:"), "/:service/([^/]+)/.*/", ":alarm:$1-*")
     ] : var.alarm_arns
   }
+
+  # The traffic analysis reads both colours' ALB metrics (AWS/ApplicationELB). GetMetricData has
+  # no resource type in the Service Authorization Reference: it is granted on "*" or not at all,
+  # and it reads metrics only.
+  statement {
+    sid       = "TrafficAnalysis"
+    actions   = ["cloudwatch:GetMetricData"]
+    resources = ["*"]
+  }
 }
 
 resource "aws_iam_role_policy" "deploy" {
