@@ -76,6 +76,40 @@ pub struct RegionPlan {
     pub probe: Probe,
 }
 
+impl RegionPlan {
+    /// The region's resolved settings on one line (`[defaults]` filled in), for `validate` and
+    /// `plan`.
+    pub fn describe(&self) -> String {
+        let probe = match self.probe {
+            Probe::Http => format!("probe http {}", self.probe_path),
+            Probe::None => "probe none".to_owned(),
+        };
+        let alarms = if self.alarms.is_empty() {
+            "no alarms".to_owned()
+        } else {
+            format!("alarms {}", self.alarms.join(", "))
+        };
+        let mut line = format!(
+            "cluster {}, service {}, load balancer {} (listener {}, test {}), target groups {} / {}, \
+             {alarms}, {probe}",
+            self.cluster,
+            self.service,
+            self.load_balancer,
+            self.listener_port,
+            self.test_listener_port,
+            self.blue_target_group,
+            self.green_target_group,
+        );
+        if let Some(c) = &self.container {
+            line += &format!(", container {c}");
+        }
+        if let Some(f) = &self.task_family {
+            line += &format!(", task family {f}");
+        }
+        line
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Probe {
     #[default]
@@ -116,7 +150,8 @@ pub struct Analysis {
     pub enabled: bool,
     /// Requests each colour needs in the window before the analysis judges at all.
     pub min_requests: u64,
-    /// Confidence that the new colour's error rate is higher, at the end of a bake (0.5..0.9999).
+    /// 1 − the chance, shared by every step's end, of failing a release whose error rate is the
+    /// previous one's (0.5..0.9999).
     pub confidence: f64,
     /// Percentage points the new error rate must exceed the previous one by (practical
     /// significance: a difference smaller than this never fails a release).
@@ -127,7 +162,7 @@ pub struct Analysis {
     pub latency_increase: Duration,
     /// GetMetricData period: ALB metrics have 60-second resolution, so a multiple of 60 s on AWS.
     pub period: Duration,
-    /// The newest metrics are incomplete for a minute or two: the window ends this long ago.
+    /// The newest metrics are incomplete for one to three minutes: the window ends this long ago.
     pub settle: Duration,
     /// How much longer a bake may run to collect `min_requests`.
     pub max_extension: Duration,
@@ -162,7 +197,7 @@ impl Default for Analysis {
             latency_ratio: 1.5,
             latency_increase: Duration::from_millis(50),
             period: secs(60),
-            settle: secs(120),
+            settle: secs(180),
             max_extension: secs(300),
             on_inconclusive: OnInconclusive::Proceed,
         }
@@ -301,6 +336,9 @@ struct RawFile {
     target: RawTarget,
     waves: Spanned<Vec<Vec<Spanned<String>>>>,
     regions: Spanned<BTreeMap<Spanned<String>, Spanned<RawRegion>>>,
+    /// Keys every `[regions.<name>]` table inherits unless it sets its own.
+    #[serde(default)]
+    defaults: RawRegion,
     strategy: RawStrategy,
     lock: RawLock,
     #[serde(default)]
@@ -330,9 +368,27 @@ struct RawTarget {
     repository: Spanned<String>,
 }
 
-#[derive(Deserialize)]
+/// A region's keys as written: in `[regions.<name>]`, or once for every region in `[defaults]`
+/// (a region's own value wins). Every key is optional here; `resolve` says what is missing.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawRegion {
+    cluster: Option<Spanned<String>>,
+    service: Option<Spanned<String>>,
+    load_balancer: Option<Spanned<String>>,
+    listener_port: Option<Spanned<i64>>,
+    test_listener_port: Option<Spanned<i64>>,
+    blue_target_group: Option<Spanned<String>>,
+    green_target_group: Option<Spanned<String>>,
+    alarms: Option<Vec<Spanned<String>>>,
+    probe_path: Option<Spanned<String>>,
+    container: Option<Spanned<String>>,
+    task_family: Option<Spanned<String>>,
+    probe: Option<Spanned<String>>,
+}
+
+/// A region's keys with `[defaults]` filled in, each still pointing where it was written.
+struct Resolved {
     cluster: Spanned<String>,
     service: Spanned<String>,
     load_balancer: Spanned<String>,
@@ -340,12 +396,96 @@ struct RawRegion {
     test_listener_port: Spanned<i64>,
     blue_target_group: Spanned<String>,
     green_target_group: Spanned<String>,
-    #[serde(default)]
     alarms: Vec<Spanned<String>>,
     probe_path: Option<Spanned<String>>,
     container: Option<Spanned<String>>,
     task_family: Option<Spanned<String>>,
     probe: Option<Spanned<String>>,
+}
+
+/// `region`'s own keys over `defaults`; a required key in neither is named with where to put it.
+fn resolve(
+    src: &Source_,
+    name: &str,
+    table: &Spanned<RawRegion>,
+    defaults: &RawRegion,
+) -> Result<Resolved, ConfigError> {
+    let r = table.get_ref();
+    let either = |own: &Option<Spanned<String>>, inherited: &Option<Spanned<String>>| {
+        own.as_ref().or(inherited.as_ref()).cloned()
+    };
+    let missing = |key: &str| {
+        src.err_key(
+            table.span(),
+            format!("regions.{name}"),
+            format!(
+                "missing key `{key}`; set it in [regions.{name}], or once for every region in \
+                 [defaults]"
+            ),
+        )
+    };
+    let need = |own: &Option<Spanned<String>>, inherited: &Option<Spanned<String>>, key: &str| {
+        either(own, inherited).ok_or_else(|| missing(key))
+    };
+    let number = |own: &Option<Spanned<i64>>, inherited: &Option<Spanned<i64>>, key: &str| {
+        own.as_ref()
+            .or(inherited.as_ref())
+            .cloned()
+            .ok_or_else(|| missing(key))
+    };
+    let d = defaults;
+    Ok(Resolved {
+        cluster: need(&r.cluster, &d.cluster, "cluster")?,
+        service: need(&r.service, &d.service, "service")?,
+        load_balancer: need(&r.load_balancer, &d.load_balancer, "load_balancer")?,
+        listener_port: number(&r.listener_port, &d.listener_port, "listener_port")?,
+        test_listener_port: number(
+            &r.test_listener_port,
+            &d.test_listener_port,
+            "test_listener_port",
+        )?,
+        blue_target_group: need(
+            &r.blue_target_group,
+            &d.blue_target_group,
+            "blue_target_group",
+        )?,
+        green_target_group: need(
+            &r.green_target_group,
+            &d.green_target_group,
+            "green_target_group",
+        )?,
+        alarms: r
+            .alarms
+            .as_ref()
+            .or(d.alarms.as_ref())
+            .cloned()
+            .unwrap_or_default(),
+        probe_path: either(&r.probe_path, &d.probe_path),
+        container: either(&r.container, &d.container),
+        task_family: either(&r.task_family, &d.task_family),
+        probe: either(&r.probe, &d.probe),
+    })
+}
+
+/// An error in a value `[defaults]` gave `region` says so: the fix may be in either table.
+fn inherited_by(e: ConfigError, region: &str) -> ConfigError {
+    match e {
+        ConfigError::Invalid {
+            file,
+            line,
+            key,
+            message,
+        } if key.starts_with("defaults.") => ConfigError::Invalid {
+            file,
+            line,
+            key,
+            message: format!(
+                "{message} (inherited by [regions.{region}]: fix it in [defaults], or set the key in \
+                 [regions.{region}])"
+            ),
+        },
+        other => other,
+    }
 }
 
 #[derive(Deserialize)]
@@ -698,7 +838,10 @@ fn regions_and_waves(
     let mut regions = BTreeMap::new();
     for (name, r) in raw.regions.get_ref() {
         let region_name = region(src, name)?;
-        regions.insert(region_name.clone(), region_plan(src, region_name, r)?);
+        let resolved = resolve(src, &region_name, r, &raw.defaults)?;
+        let plan = region_plan(src, region_name.clone(), &resolved)
+            .map_err(|e| inherited_by(e, &region_name))?;
+        regions.insert(region_name, plan);
     }
     if regions.is_empty() {
         return Err(src.err(
@@ -775,9 +918,8 @@ fn hook(
 fn region_plan(
     src: &Source_,
     region_name: String,
-    r: &Spanned<RawRegion>,
+    r: &Resolved,
 ) -> Result<RegionPlan, ConfigError> {
-    let r = r.get_ref();
     let listener_port = port(src, &r.listener_port)?;
     let test_listener_port = port(src, &r.test_listener_port)?;
     if listener_port == test_listener_port {
@@ -1106,6 +1248,12 @@ pub const ANALYSIS_EXTENSION: Limits = Limits::new(Duration::ZERO, secs(6 * 3600
 /// `latency_increase`: none to a minute.
 pub const ANALYSIS_LATENCY: Limits = Limits::new(Duration::ZERO, secs(60));
 
+/// The periods CloudWatch takes: 1, 5, 10, 20 or 30 s (high resolution) or a multiple of 60 s.
+fn period_is_valid(p: Duration) -> bool {
+    let s = p.as_secs();
+    p.subsec_nanos() == 0 && ([1, 5, 10, 20, 30].contains(&s) || (s > 0 && s.is_multiple_of(60)))
+}
+
 fn analysis(src: &Source_, a: &RawAnalysis) -> Result<Analysis, ConfigError> {
     let d = Analysis::default();
     let number = |v: &Option<Spanned<f64>>, lo: f64, hi: f64, default: f64, what: &str| match v {
@@ -1122,11 +1270,15 @@ fn analysis(src: &Source_, a: &RawAnalysis) -> Result<Analysis, ConfigError> {
     };
     let period = during(&a.period, &ANALYSIS_PERIOD, d.period)?;
     if let Some(p) = &a.period
-        && period.subsec_nanos() != 0
+        && !period_is_valid(period)
     {
         return Err(src.err(
             p.span(),
-            "a GetMetricData period is whole seconds; ALB metrics need a multiple of 60s on AWS",
+            format!(
+                "{} is not a GetMetricData period: use 1s, 5s, 10s, 20s, 30s or a multiple of 60s \
+                 (ALB metrics have 60-second resolution on AWS: use 60s or more there)",
+                show(period)
+            ),
         ));
     }
     Ok(Analysis {

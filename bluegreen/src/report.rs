@@ -30,9 +30,20 @@ struct Inner {
     bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
     github: bool,
     summary: Option<std::path::PathBuf>,
-    /// Per region, each new analysis window: (seconds since first exposure, share on the new
-    /// colour, its error rate %, the previous colour's error rate %), for the step summary chart.
-    timelines: Mutex<std::collections::BTreeMap<String, Vec<(u64, u8, f64, f64)>>>,
+    /// Per region, each new analysis window: (its length in seconds, from the first exposure;
+    /// the share on the new colour when it was read; the new colour's error rate %; the previous
+    /// colour's error rate %), for the step summary's charts.
+    timelines: Mutex<std::collections::BTreeMap<String, Vec<ChartPoint>>>,
+}
+
+/// One analysis window in the step summary's charts.
+struct ChartPoint {
+    /// The window's length in seconds, from the first exposure.
+    seconds: u64,
+    /// The step production was at when the window was read.
+    share: u8,
+    new_rate: f64,
+    previous_rate: f64,
 }
 
 /// `HH:MM:SSZ` of a wall-clock time, for "until when" messages.
@@ -107,7 +118,12 @@ impl Reporter {
             .unwrap_or_else(|e| e.into_inner())
             .entry(region.to_owned())
             .or_default()
-            .push((seconds, share, rate("new"), rate("previous")));
+            .push(ChartPoint {
+                seconds,
+                share,
+                new_rate: rate("new"),
+                previous_rate: rate("previous"),
+            });
         if self.inner.format == Format::Json {
             let line = json!({"type": "event", "ts": now_rfc3339(), "level": "info",
                               "region": region, "phase": "analysis", "message": message,
@@ -118,8 +134,9 @@ impl Reporter {
         }
     }
 
-    /// Mermaid charts (GitHub renders them in step summaries), one per region the analysis
-    /// watched: the new colour's share of traffic and both colours' error rates per window.
+    /// Mermaid charts (GitHub renders them in step summaries), two per region the analysis
+    /// watched, over its windows: the step production was at when each was read, and both
+    /// colours' error rates (on their own scale: a few percent would vanish on 0–100).
     pub fn analysis_charts(&self) -> Option<String> {
         let timelines = self
             .inner
@@ -131,23 +148,27 @@ impl Reporter {
         }
         let mut md = String::from("### bluegreen: traffic analysis\n");
         for (region, points) in timelines.iter() {
-            let list = |f: &dyn Fn(&(u64, u8, f64, f64)) -> String| {
+            let list = |f: &dyn Fn(&ChartPoint) -> String| {
                 points.iter().map(f).collect::<Vec<_>>().join(", ")
             };
+            let x = list(&|p| p.seconds.to_string());
             let top = points
                 .iter()
-                .map(|p| p.2.max(p.3))
-                .fold(100.0_f64, f64::max)
-                .ceil();
+                .map(|p| p.new_rate.max(p.previous_rate))
+                .fold(1.0_f64, f64::max);
+            let top = (top * 1.2 * 10.0).ceil() / 10.0;
             md.push_str(&format!(
-                "\n{region}: first line the new colour's share of traffic (%), second its error rate \
-                 (%), third the previous colour's error rate (%), per analysis window (seconds of \
-                 metrics).\n\n```mermaid\nxychart-beta\n    title \"{region}\"\n    x-axis \"window (s)\" [{}]\n    \
-                 y-axis \"%\" 0 --> {top}\n    line [{}]\n    line [{}]\n    line [{}]\n```\n",
-                list(&|p| p.0.to_string()),
-                list(&|p| p.1.to_string()),
-                list(&|p| format!("{:.2}", p.2)),
-                list(&|p| format!("{:.2}", p.3)),
+                "\n**{region}**: per analysis window (x: its length in seconds from the first \
+                 exposure), the new colour's share of production traffic (%), then the error rates \
+                 (%) of the new colour (first line) and the previous one (second line).\n\n\
+                 ```mermaid\nxychart-beta\n    title \"{region}: traffic on the new colour\"\n    \
+                 x-axis \"window (s)\" [{x}]\n    y-axis \"%\" 0 --> 100\n    line [{}]\n```\n\n\
+                 ```mermaid\nxychart-beta\n    title \"{region}: error rate, new then previous\"\n    \
+                 x-axis \"window (s)\" [{x}]\n    y-axis \"%\" 0 --> {top}\n    line [{}]\n    \
+                 line [{}]\n```\n",
+                list(&|p| p.share.to_string()),
+                list(&|p| format!("{:.2}", p.new_rate)),
+                list(&|p| format!("{:.2}", p.previous_rate)),
             ));
         }
         Some(md)

@@ -129,14 +129,14 @@ async fn a_release_failing_five_percent_of_requests_is_rolled_back_by_the_analys
         err.contains("traffic analysis failed at 20% on green"),
         "{err}"
     );
-    // About 5% (the release fails every 20th request; a window's edges cut the run unevenly).
+    // About 5% (the release fails each request with probability 0.05).
     let rate: f64 = err
         .split("error rate ")
         .nth(1)
         .and_then(|r| r.split('%').next())
         .and_then(|r| r.parse().ok())
         .unwrap_or_else(|| panic!("no error rate in {err}"));
-    assert!((3.0..=7.0).contains(&rate), "{rate}: {err}");
+    assert!((1.0..=12.0).contains(&rate), "{rate}: {err}");
     assert!(err.contains("against 0.00%"), "{err}");
     assert!(err.contains("more than 0.5 allowed"), "{err}");
     assert!(err.contains("green ") && err.contains("| blue "), "{err}");
@@ -173,7 +173,11 @@ async fn a_good_release_under_load_passes_every_look_and_history_keeps_the_compa
     // The step summary charts the rollout: share and both error rates per window.
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.contains("```mermaid\nxychart-beta"), "{md}");
-    assert!(md.contains("title \"us-east-1\""), "{md}");
+    assert!(
+        md.contains("title \"us-east-1: traffic on the new colour\"")
+            && md.contains("title \"us-east-1: error rate, new then previous\""),
+        "{md}"
+    );
     assert!(md.contains("line [20, 20,"), "{md}");
     assert_eq!(
         answers.keys().collect::<Vec<_>>(),

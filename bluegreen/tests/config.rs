@@ -139,15 +139,16 @@ fn malformed_files_are_refused_with_file_line_and_key() {
                 1,
             ),
             line_of(&base, "load_balancer = \"hello-prod\"") + 1,
-            "regions.us-east-1.loadbalancer",
+            "defaults.loadbalancer",
             "unknown key",
         ),
         (
             "missing key in a region",
             base.replacen("service = \"hello\"\n", "", 1),
-            line_of(&base, "[regions.us-east-1]"),
-            "regions.us-east-1.service",
-            "missing key `service`",
+            // One line up: the removed `service` line was above it.
+            line_of(&base, "[regions.ap-southeast-2]") - 1,
+            "regions.ap-southeast-2",
+            "missing key `service`; set it in [regions.ap-southeast-2], or once for every region in [defaults]",
         ),
         (
             "missing top-level key",
@@ -223,21 +224,21 @@ fn malformed_files_are_refused_with_file_line_and_key() {
             "a port as a string",
             base.replacen("listener_port = 80", "listener_port = \"80\"", 1),
             line_of(&base, "listener_port = 80"),
-            "regions.us-east-1.listener_port",
+            "defaults.listener_port",
             "expected a whole number",
         ),
         (
             "a port out of range",
             base.replacen("test_listener_port = 8080", "test_listener_port = 70000", 1),
             line_of(&base, "test_listener_port = 8080"),
-            "regions.us-east-1.test_listener_port",
+            "defaults.test_listener_port",
             "use 1 to 65535",
         ),
         (
             "the same port twice",
             base.replacen("test_listener_port = 8080", "test_listener_port = 80", 1),
             line_of(&base, "test_listener_port = 8080"),
-            "regions.us-east-1.test_listener_port",
+            "defaults.test_listener_port",
             "needs its own",
         ),
         (
@@ -273,14 +274,14 @@ fn malformed_files_are_refused_with_file_line_and_key() {
             "a task family with a colon",
             base.replacen("task_family = \"hello-prod\"", "task_family = \"hello-prod:3\"", 1),
             line_of(&base, "task_family = \"hello-prod\""),
-            "regions.us-east-1.task_family",
+            "defaults.task_family",
             "is not a task definition family",
         ),
         (
             "blue and green the same",
             base.replacen("\"hello-prod-green\"", "\"hello-prod-blue\"", 1),
             line_of(&base, "green_target_group"),
-            "regions.us-east-1.green_target_group",
+            "defaults.green_target_group",
             "must differ",
         ),
         (
@@ -308,7 +309,7 @@ fn malformed_files_are_refused_with_file_line_and_key() {
             "a probe path without a slash",
             base.replacen("probe_path = \"/health\"", "probe_path = \"health\"", 1),
             line_of(&base, "probe_path"),
-            "regions.us-east-1.probe_path",
+            "defaults.probe_path",
             "must start with /",
         ),
         (
@@ -425,10 +426,15 @@ fn analysis_settings_have_defaults_and_ranges() {
         (
             "period = \"60s\"",
             "period = \"1500ms\"",
-            "a GetMetricData period is whole seconds",
+            "1s 500ms is not a GetMetricData period: use 1s, 5s, 10s, 20s, 30s or a multiple of 60s",
         ),
         (
-            "settle = \"2m\"",
+            "period = \"60s\"",
+            "period = \"90s\"",
+            "1m 30s is not a GetMetricData period",
+        ),
+        (
+            "settle = \"3m\"",
             "settle = \"1h\"",
             "1h is out of range: use 0 to 15m",
         ),
@@ -455,4 +461,70 @@ fn analysis_settings_have_defaults_and_ranges() {
         let last = to.lines().last().unwrap();
         assert_eq!(line, line_of(&text, last), "{to}: {msg}");
     }
+}
+
+#[test]
+fn defaults_are_written_once_and_a_region_says_only_what_differs() {
+    let base = prod_text();
+    assert_eq!(
+        base.matches("cluster = ").count(),
+        1,
+        "the shipped prod file repeats no region key"
+    );
+    // eu-west-1 overrides one key; the others inherit everything.
+    let text = base.replacen(
+        "[regions.eu-west-1]\n",
+        "[regions.eu-west-1]\nlistener_port = 443\nalarms = []\n",
+        1,
+    );
+    let plan = config::parse(Path::new("prod/bluegreen.toml"), "prod", &text).unwrap();
+    assert_eq!(plan.regions["eu-west-1"].listener_port, 443);
+    assert!(plan.regions["eu-west-1"].alarms.is_empty());
+    assert_eq!(plan.regions["us-east-1"].listener_port, 80);
+    assert_eq!(plan.regions["us-east-1"].alarms.len(), 4);
+    for r in ["us-east-1", "eu-west-1", "ap-southeast-2"] {
+        assert_eq!(plan.regions[r].cluster, "hello-prod", "{r}");
+        assert_eq!(plan.regions[r].task_family.as_deref(), Some("hello-prod"));
+    }
+    assert!(
+        plan.regions["eu-west-1"]
+            .describe()
+            .contains("load balancer hello-prod (listener 443, test 8080)"),
+        "{}",
+        plan.regions["eu-west-1"].describe()
+    );
+
+    // A bad value in [defaults] is named where it was written, with the region it reached.
+    let bad = base.replacen("listener_port = 80", "listener_port = 0", 1);
+    let (line, key, msg) = refuse(&bad);
+    assert_eq!(
+        (line, key.as_str()),
+        (
+            line_of(&base, "listener_port = 80"),
+            "defaults.listener_port"
+        )
+    );
+    assert!(
+        msg.contains("0 is not a port")
+            && msg.contains("(inherited by [regions.ap-southeast-2]: fix it in [defaults], or set the key in [regions.ap-southeast-2])"),
+        "{msg}"
+    );
+    // A region's own bad value is named in its table, without any inheritance.
+    let own = base.replacen(
+        "[regions.eu-west-1]\n",
+        "[regions.eu-west-1]\ntest_listener_port = 80\n",
+        1,
+    );
+    let (line, key, msg) = refuse(&own);
+    assert_eq!(
+        (line, key.as_str()),
+        (
+            line_of(&own, "test_listener_port = 80\n"),
+            "regions.eu-west-1.test_listener_port"
+        )
+    );
+    assert!(
+        msg.contains("is also the production listener port") && !msg.contains("inherited"),
+        "{msg}"
+    );
 }

@@ -2016,7 +2016,8 @@ def naming_checks(root: Root, stmts: list[Statement]) -> list[str]:
     if role and not any(fnmatch.fnmatchcase(role, r) for r in granted("sts:AssumeRole")):
         out.append(f"{label}: [source].role_arn {role} is not among the roles sts:AssumeRole is granted on "
                    f"({', '.join(granted('sts:AssumeRole')) or 'none'})")
-    for region, rc in cfg.get("regions", {}).items():
+    for region, own in cfg.get("regions", {}).items():
+        rc = {**cfg.get("defaults", {}), **own}  # a region's keys over [defaults], as bluegreen reads them
         names = {"ClusterName": rc.get("cluster", ""), "ServiceName": rc.get("service", "")}
 
         def concrete(arn: str) -> str:

@@ -722,7 +722,8 @@ for env_dir in sorted(p for p in ENVS.iterdir() if p.is_dir()):
             made[n["region"]] = n
     check(f"{env}: the regions of bluegreen.toml are the regions Terraform creates",
           set(cfg["regions"]) == set(made), f"{sorted(cfg['regions'])} vs {sorted(made)}")
-    for r, rc in cfg["regions"].items():
+    for r, own in cfg["regions"].items():
+        rc = {**cfg.get("defaults", {}), **own}  # a region's keys over [defaults], as bluegreen reads them
         n = made.get(r)
         if n is None:
             continue

@@ -121,11 +121,13 @@ class Demo:
 
     def bootstrap(self, env: str, image: str) -> None:
         cfg = tomllib.loads((ENVS / env / "bluegreen.toml").read_text())
+        # A region's keys over [defaults], as bluegreen reads them.
+        resolved = {r: {**cfg.get("defaults", {}), **own} for r, own in cfg["regions"].items()}
         regions = [{"region": r, "cluster": c["cluster"], "service": c["service"],
                     "load_balancer": c["load_balancer"], "listener_port": c["listener_port"],
                     "test_listener_port": c["test_listener_port"], "blue_target_group": c["blue_target_group"],
                     "green_target_group": c["green_target_group"], "alarms": c.get("alarms", []),
-                    "desired_count": 2, "family": c.get("task_family")} for r, c in cfg["regions"].items()]
+                    "desired_count": 2, "family": c.get("task_family")} for r, c in resolved.items()]
         # The test route's secret: Terraform generates one per environment; the demo makes its own.
         secret = secrets.token_hex(20)
         out = self.control("bootstrap", {"account": cfg["account_id"], "image": image, "app_version": "v1.1.0",
@@ -133,7 +135,7 @@ class Demo:
                                          "lock_table": {"name": cfg["lock"]["table"], "region": cfg["lock"]["region"]},
                                          "test_traffic": {**cfg["test_traffic"], "value": secret},
                                          "regions": regions})
-        self.albs[env] = {r: f"{x['dns_name']}:{cfg['regions'][r]['listener_port']}" for r, x in out["regions"].items()}
+        self.albs[env] = {r: f"{x['dns_name']}:{resolved[r]['listener_port']}" for r, x in out["regions"].items()}
         note(f"{env}: account {cfg['account_id']}, " + ", ".join(f"{r} ALB {a}" for r, a in self.albs[env].items()))
 
     # ---- the story ---------------------------------------------------------------------------
@@ -171,9 +173,8 @@ class Demo:
         message = latest.get("message") or ""
         if "traffic analysis failed" not in message:
             sys.exit(f"demo: the rollback was not the analysis's: {message}")
-        note("what decided it (bluegreen history keeps it): the new colour | the previous one:")
-        for part in message.split("; "):
-            note(f"  {part}")
+        note("what decided it, as `bluegreen history` keeps it (the new colour | the previous one):")
+        note(f"  {message}")
 
     def curl(self, env: str, want: str) -> None:
         for region, addr in self.albs[env].items():

@@ -3,35 +3,30 @@
 
     (unset)   `/health` answers 500: the ALB marks every target unhealthy
     crash     exits at start: ECS sees the task stop
-    errors    `/health` stays 200, but ERROR_RATE (default 0.05) of every other request answers 500,
-              spread evenly (the 20th, 40th, ... at 5%): target health and alarms on health see
-              nothing wrong, only the error rate of real traffic does
+    errors    `/health` stays 200, but every other request answers 500 with probability ERROR_RATE
+              (default 0.05), independently: target health and alarms on health see nothing
+              wrong, only the error rate of real traffic does
     slow      `/health` stays fast, every other request waits DELAY_MS (default 300) first
 
 The stand-in maps a seeded image digest to it."""
 
 import json
-import math
 import os
+import random
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODE = os.environ.get("BAD_MODE", "")
 ERROR_RATE = float(os.environ.get("ERROR_RATE", "0.05"))
 DELAY = float(os.environ.get("DELAY_MS", "300")) / 1000.0
-_served = 0
-_lock = threading.Lock()
+_random = random.SystemRandom()
 
 
 def _fails_next() -> bool:
-    """Whether the next request is one of the ERROR_RATE share: the n-th fails when the running
-    count of failures floor(n × rate) steps up, so any window of requests has the rate."""
-    global _served
-    with _lock:
-        _served += 1
-        return math.floor(_served * ERROR_RATE) > math.floor((_served - 1) * ERROR_RATE)
+    """Whether the next request fails: at random, as real errors do (a fixed every-20th pattern
+    would make a release easier to judge than one failing at random)."""
+    return _random.random() < ERROR_RATE
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StatusCode};
 use serde::Serialize;
 
 use super::{CallError, RegionClients};
@@ -52,18 +52,25 @@ pub struct Window {
 }
 
 impl Window {
-    /// The whole periods between `start` and `now - settle`, aligned to `period` (as CloudWatch
-    /// aligns them); `None` until one whole period has settled.
+    /// The whole periods, on CloudWatch's grid of `period`, from the first that starts at or
+    /// after `start` (nothing from before the new colour took production traffic) to the last
+    /// that ends by `end - settle` (the newest metrics are incomplete) and by `until` (when the
+    /// previous colour stopped taking traffic, if it has); `None` until one period fits.
     pub fn settled(
         start: SystemTime,
-        now: SystemTime,
+        end: SystemTime,
+        until: Option<SystemTime>,
         period: Duration,
         settle: Duration,
     ) -> Option<Self> {
         let p = period.as_secs().max(1);
         let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let from = secs(start) / p * p;
-        let to = secs(now).saturating_sub(settle.as_secs()) / p * p;
+        let from = secs(start).div_ceil(p) * p;
+        let mut last = secs(end).saturating_sub(settle.as_secs());
+        if let Some(u) = until {
+            last = last.min(secs(u));
+        }
+        let to = last / p * p;
         (to > from).then_some(Self { from, to })
     }
 
@@ -101,26 +108,39 @@ pub async fn compare(
 ) -> Result<[Sample; 2], CallError> {
     let lb = load_balancer_dimension(load_balancer_arn);
     let period = i32::try_from(window.seconds()).unwrap_or(i32::MAX);
-    let mut req = c
-        .cloudwatch
-        .get_metric_data()
-        .start_time(DateTime::from_secs(window.from as i64))
-        .end_time(DateTime::from_secs(window.to as i64));
-    for (i, tg) in groups.iter().enumerate() {
-        for (id, name, stat) in STATS {
-            req = req.metric_data_queries(query(&format!("{id}_{i}"), lb, tg, name, stat, period));
-        }
-    }
+    let queries: Vec<MetricDataQuery> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(i, tg)| {
+            STATS.map(|(id, name, stat)| query(&format!("{id}_{i}"), lb, tg, name, stat, period))
+        })
+        .collect();
     let mut samples = [Sample::default(); 2];
     let mut token: Option<String> = None;
     loop {
-        let out = req
-            .clone()
+        let out = c
+            .cloudwatch
+            .get_metric_data()
+            .start_time(DateTime::from_secs(window.from as i64))
+            .end_time(DateTime::from_secs(window.to as i64))
+            .set_metric_data_queries(Some(queries.clone()))
             .set_next_token(token.take())
             .send()
             .await
             .map_err(|e| CallError::new("GetMetricData", &c.region, &e))?;
         for r in out.metric_data_results() {
+            // PartialData only means more pages (followed below); anything else is no answer,
+            // never zero errors.
+            if let Some(code @ (StatusCode::InternalError | StatusCode::Forbidden)) =
+                r.status_code()
+            {
+                return Err(CallError {
+                    call: "GetMetricData",
+                    region: c.region.clone(),
+                    code: Some(code.as_str().to_owned()),
+                    message: format!("query {} answered {code}", r.id().unwrap_or("?")),
+                });
+            }
             let Some((id, i)) = r.id().and_then(|id| id.rsplit_once('_')) else {
                 continue;
             };
@@ -202,24 +222,32 @@ mod tests {
         let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
         let minute = Duration::from_secs(60);
         let settle = Duration::from_secs(120);
-        // Started 10:00:30, now 10:04:10: settled up to 10:02:00, from 10:00:00.
+        // Exposed at 10:00:30, now 10:04:10: from 10:01:00 (the minute before mixes in traffic
+        // from before the exposure) to 10:02:00 (settled by then).
         assert_eq!(
-            Window::settled(at(36030), at(36250), minute, settle),
+            Window::settled(at(36030), at(36250), None, minute, settle),
             Some(Window {
-                from: 36000,
+                from: 36060,
                 to: 36120
             })
         );
         // Nothing settled yet.
-        assert_eq!(Window::settled(at(36030), at(36150), minute, settle), None);
         assert_eq!(
-            Window::settled(
-                at(10),
-                at(13),
-                Duration::from_secs(1),
-                Duration::from_secs(1)
-            ),
+            Window::settled(at(36030), at(36200), None, minute, settle),
+            None
+        );
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            Window::settled(at(10), at(13), None, second, second),
             Some(Window { from: 10, to: 12 })
+        );
+        // The previous colour stopped taking traffic at 10:03:30: the window ends at 10:03:00.
+        assert_eq!(
+            Window::settled(at(36030), at(36600), Some(at(36210)), minute, settle),
+            Some(Window {
+                from: 36060,
+                to: 36180
+            })
         );
     }
 

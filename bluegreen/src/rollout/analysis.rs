@@ -12,14 +12,18 @@
 //!   is the binomial tail P(Bin(E, q) ≥ e_new). That holds for small counts, where a normal
 //!   approximation does not (one error in 100 requests against none in 900 is a 1-in-10 event,
 //!   not a 3-sigma one).
-//! - The bake looks at its data every poll, and looking often would find a chance difference
-//!   sooner or later. So a look before the bake's end (`Look::Interim`) fails only at p < 0.001
-//!   (the Haybittle–Peto rule); the look at its end (`Look::Final`) at p < 1 − `confidence`.
-//! - **Latency** fails when the new p99 exceeds the previous p99 × `latency_ratio` and by more
-//!   than `latency_increase` (both: a ratio alone would fail 1 ms → 2 ms).
+//!   (For two error *proportions* the exact conditional test is Fisher's; with requests counted
+//!   as arrivals this is its Poisson form, slightly more conservative.)
+//! - A bake looks at every new window, and looking often would find a chance difference sooner
+//!   or later. So a look before a step's end (`Look::Interim`) fails only at p < 0.001 (the
+//!   Haybittle–Peto rule); the look at a step's end (`Look::Final`) at p < (1 − `confidence`) /
+//!   the number of steps (Bonferroni over the step ends), never looser than an interim look.
+//! - **Latency** is judged at a step's end only (a p99 of a hundred requests early on is their
+//!   second slowest): it fails when the new p99 exceeds the previous p99 × `latency_ratio` and
+//!   by more than `latency_increase` (both: a ratio alone would fail 1 ms → 2 ms).
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -46,18 +50,33 @@ pub enum Verdict {
     NotEnough(String),
 }
 
-/// The verdict on the new colour's sample against the previous colour's.
-pub fn judge(policy: &Analysis, new: &Sample, previous: &Sample, look: Look) -> Verdict {
+/// The p-value a look must beat to fail a release: a step's end shares 1 − `confidence` with the
+/// other `steps` ends; a look before it uses the Haybittle–Peto bar, or the step's end's if
+/// that is stricter.
+pub fn alpha(policy: &Analysis, look: Look, steps: usize) -> f64 {
+    let end = (1.0 - policy.confidence) / steps.max(1) as f64;
+    match look {
+        Look::Final => end,
+        Look::Interim => INTERIM_P.min(end),
+    }
+}
+
+/// The verdict on the new colour's sample against the previous colour's, at a look of a
+/// rollout of `steps` steps.
+pub fn judge(
+    policy: &Analysis,
+    new: &Sample,
+    previous: &Sample,
+    look: Look,
+    steps: usize,
+) -> Verdict {
     if new.requests < policy.min_requests || previous.requests < policy.min_requests {
         return Verdict::NotEnough(format!(
             "{} and {} requests in the window; each colour needs {} (min_requests)",
             new.requests, previous.requests, policy.min_requests
         ));
     }
-    let alpha = match look {
-        Look::Interim => INTERIM_P,
-        Look::Final => 1.0 - policy.confidence,
-    };
+    let alpha = alpha(policy, look, steps);
     let increase = (new.error_rate() - previous.error_rate()) * 100.0;
     if increase > policy.error_increase_pct {
         let p = worse_by_chance(
@@ -78,7 +97,7 @@ pub fn judge(policy: &Analysis, new: &Sample, previous: &Sample, look: Look) -> 
             ));
         }
     }
-    if let (Some(n), Some(p)) = (new.p99, previous.p99) {
+    if let (Look::Final, Some(n), Some(p)) = (look, new.p99, previous.p99) {
         let floor = policy.latency_increase.as_secs_f64();
         if n > p * policy.latency_ratio && n - p > floor {
             return Verdict::Fail(format!(
@@ -174,21 +193,35 @@ impl fmt::Display for Comparison {
 }
 
 /// One region's analysis through a rollout: the window starts when production first reaches
-/// the new colour in this run, and grows with every settled period.
+/// the new colour in this run and grows with every settled period, until the previous colour
+/// stops taking traffic (the step to 100%): only traffic both colours served at once is compared.
 pub struct Watch {
     start: SystemTime,
+    until: Option<SystemTime>,
+    steps: usize,
     last: Option<(Window, Comparison)>,
-    /// (seconds since start, share on the new colour, its error rate in %) per new window.
-    pub timeline: Vec<(u64, u8, f64)>,
 }
 
 impl Watch {
-    pub fn new(start: SystemTime) -> Self {
+    /// `steps`: how many step ends the rollout has (each gets a share of 1 − confidence).
+    pub fn new(start: SystemTime, steps: usize) -> Self {
         Self {
             start,
+            until: None,
+            steps,
             last: None,
-            timeline: Vec::new(),
         }
+    }
+
+    /// The previous colour takes no more traffic from `at` (production moved to 100%).
+    pub fn previous_stopped(&mut self, at: SystemTime) {
+        self.until.get_or_insert(at);
+    }
+
+    /// Whether both colours took traffic at once in this run (not so when it resumed at 100%).
+    pub fn compares(&self, policy: &Analysis) -> bool {
+        self.until
+            .is_none_or(|u| u.duration_since(self.start).unwrap_or_default() >= policy.period)
     }
 
     /// The latest comparison, if any window has settled.
@@ -206,23 +239,25 @@ impl Watch {
         }
     }
 
-    /// Looks at the settled window: `None` until one period has settled. A window already
-    /// judged is not fetched again (its datapoints do not change); only its verdict is redone
-    /// for `look`. `fresh`: the window is new since the last look.
+    /// Looks at the settled window: `None` until one period has settled. A new window is
+    /// fetched; one already fetched is fetched again only at a step's end (CloudWatch may still
+    /// add late datapoints to it). `fresh`: the window is new since the last look.
     pub async fn look(
         &mut self,
         s: &RegionState,
         policy: &Analysis,
         look: Look,
-        share: u8,
     ) -> Result<Option<Looked>, String> {
         let now = SystemTime::now();
-        let Some(window) = Window::settled(self.start, now, policy.period, policy.settle) else {
+        let Some(window) =
+            Window::settled(self.start, now, self.until, policy.period, policy.settle)
+        else {
             return Ok(None);
         };
         let (new_colour, previous_colour) = (s.idle(), s.live);
-        let (new, previous, fresh) = match &self.last {
-            Some((w, c)) if *w == window => (c.new, c.previous, false),
+        let fresh = self.last.as_ref().is_none_or(|(w, _)| *w != window);
+        let (new, previous) = match &self.last {
+            Some((_, c)) if !fresh && look == Look::Interim => (c.new, c.previous),
             _ => {
                 let [new, previous] = metrics::compare(
                     &s.c,
@@ -235,14 +270,7 @@ impl Watch {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-                let since = window.to.saturating_sub(
-                    self.start
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .unwrap_or(Duration::ZERO)
-                        .as_secs(),
-                );
-                self.timeline.push((since, share, new.error_rate() * 100.0));
-                (new, previous, true)
+                (new, previous)
             }
         };
         let comparison = Comparison {
@@ -251,7 +279,7 @@ impl Watch {
             new,
             previous,
             window_seconds: window.seconds(),
-            verdict: judge(policy, &new, &previous, look),
+            verdict: judge(policy, &new, &previous, look, self.steps),
         };
         self.last = Some((window, comparison.clone()));
         Ok(Some(Looked { comparison, fresh }))
@@ -293,148 +321,104 @@ mod tests {
         }
     }
 
-    #[test]
-    fn verdicts() {
-        use Look::*;
+    /// (new requests, errors, p99 ms; previous requests, errors, p99 ms; look; verdict; why)
+    type Case = (
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        Look,
+        &'static str,
+        &'static str,
+    );
+
+    fn check(cases: &[Case]) {
         let p = Analysis::default();
-        let cases = [
-            // (new, previous, look, verdict, why)
-            (
-                sample(50, 0, 5),
-                sample(900, 0, 5),
-                Final,
-                "not-enough",
-                "new colour under min_requests",
-            ),
-            (
-                sample(500, 0, 5),
-                sample(60, 0, 5),
-                Final,
-                "not-enough",
-                "previous colour under min_requests",
-            ),
-            (
-                sample(100, 0, 5),
-                sample(900, 0, 5),
-                Final,
-                "pass",
-                "no errors anywhere",
-            ),
-            (
-                sample(100, 1, 5),
-                sample(900, 0, 5),
-                Final,
-                "pass",
-                "one error in 100 against none: p = 0.1",
-            ),
-            (
-                sample(100, 5, 5),
-                sample(900, 0, 5),
-                Final,
-                "fail",
-                "5% against none: p = 1e-5",
-            ),
-            (
-                sample(100, 5, 5),
-                sample(900, 0, 5),
-                Interim,
-                "fail",
-                "1e-5 beats the interim bar too",
-            ),
-            (
-                sample(100, 3, 5),
-                sample(900, 0, 5),
-                Final,
-                "fail",
-                "3 of 100 against none: p = 0.001",
-            ),
-            (
-                sample(150, 3, 5),
-                sample(850, 0, 5),
-                Interim,
-                "pass",
-                "p = 0.0034: not below the interim 0.001",
-            ),
-            (
-                sample(150, 3, 5),
-                sample(850, 0, 5),
-                Final,
-                "fail",
-                "p = 0.0034: below the final 0.01",
-            ),
-            (
-                sample(1000, 12, 5),
-                sample(9000, 90, 5),
-                Final,
-                "pass",
-                "1.2% against 1.0%: within 0.5 points",
-            ),
-            (
-                sample(1000, 30, 5),
-                sample(9000, 90, 5),
-                Final,
-                "fail",
-                "3% against 1%: significant",
-            ),
-            (
-                sample(200, 6, 5),
-                sample(200, 2, 5),
-                Final,
-                "pass",
-                "3% against 1% on 200 each: not significant",
-            ),
-            (
-                sample(100, 0, 320),
-                sample(900, 0, 20),
-                Final,
-                "fail",
-                "+300 ms at p99",
-            ),
-            (
-                sample(100, 0, 120),
-                sample(900, 0, 20),
-                Interim,
-                "fail",
-                "+100 ms at p99",
-            ),
-            (
-                sample(100, 0, 2),
-                sample(900, 0, 1),
-                Final,
-                "pass",
-                "2 ms against 1 ms: under the 50 ms floor",
-            ),
-            (
-                sample(100, 0, 140),
-                sample(900, 0, 100),
-                Final,
-                "pass",
-                "1.4×: under the ratio",
-            ),
-            (
-                sample(100, 0, 160),
-                sample(900, 0, 100),
-                Final,
-                "fail",
-                "1.6× and +60 ms",
-            ),
-        ];
-        for (new, previous, look, want, why) in cases {
-            let got = judge(&p, &new, &previous, look);
+        for &(n, ne, np, o, oe, op, look, want, why) in cases {
+            let got = judge(&p, &sample(n, ne, np), &sample(o, oe, op), look, 1);
             assert_eq!(kind(&got), want, "{why}: {got:?}");
         }
     }
 
     #[test]
+    #[rustfmt::skip] // one row per case
+    fn error_verdicts() {
+        use Look::*;
+        check(&[
+            (50, 0, 5, 900, 0, 5, Final, "not-enough", "new colour under min_requests"),
+            (500, 0, 5, 60, 0, 5, Final, "not-enough", "previous under min_requests"),
+            (100, 0, 5, 900, 0, 5, Final, "pass", "no errors anywhere"),
+            (100, 1, 5, 900, 0, 5, Final, "pass", "1 error in 100 against none: p = 0.1"),
+            (100, 5, 5, 900, 0, 5, Final, "fail", "5% against none: p = 1e-5"),
+            (100, 5, 5, 900, 0, 5, Interim, "fail", "1e-5 beats the interim bar too"),
+            (100, 3, 5, 900, 0, 5, Final, "fail", "3 of 100 against none: p = 0.001"),
+            (150, 3, 5, 850, 0, 5, Interim, "pass", "p = 0.0034: not below 0.001"),
+            (150, 3, 5, 850, 0, 5, Final, "fail", "p = 0.0034: below the final 0.01"),
+            (1000, 12, 5, 9000, 90, 5, Final, "pass", "1.2% against 1.0%: within 0.5 points"),
+            (1000, 30, 5, 9000, 90, 5, Final, "fail", "3% against 1%: significant"),
+            (200, 6, 5, 200, 2, 5, Final, "pass", "3% against 1% on 200 each: chance"),
+        ]);
+    }
+
+    #[test]
+    #[rustfmt::skip] // one row per case
+    fn latency_verdicts() {
+        use Look::*;
+        check(&[
+            (100, 0, 320, 900, 0, 20, Final, "fail", "+300 ms at p99"),
+            (100, 0, 120, 900, 0, 20, Final, "fail", "+100 ms at p99"),
+            (100, 0, 320, 900, 0, 20, Interim, "pass", "latency waits for the step's end"),
+            (100, 0, 2, 900, 0, 1, Final, "pass", "2 ms against 1 ms: under the 50 ms floor"),
+            (100, 0, 140, 900, 0, 100, Final, "pass", "1.4×: under the ratio"),
+            (100, 0, 160, 900, 0, 100, Final, "fail", "1.6× and +60 ms"),
+        ]);
+    }
+
+    #[test]
     fn a_failure_names_both_colours_numbers_and_the_threshold() {
         let p = Analysis::default();
-        let v = judge(&p, &sample(100, 5, 5), &sample(900, 0, 5), Look::Final);
+        let v = judge(&p, &sample(100, 5, 5), &sample(900, 0, 5), Look::Final, 1);
         let Verdict::Fail(why) = v else {
             panic!("{v:?}")
         };
         assert!(why.contains("5.00% against 0.00%"), "{why}");
         assert!(why.contains("more than 0.5 allowed"), "{why}");
         assert!(why.contains("< 0.0100"), "{why}");
+    }
+
+    #[test]
+    fn step_ends_share_the_confidence_and_no_look_is_looser_than_an_interim_one() {
+        let p = Analysis::default();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(alpha(&p, Look::Final, 1), 0.01));
+        assert!(close(alpha(&p, Look::Final, 3), 0.01 / 3.0));
+        assert!(close(alpha(&p, Look::Interim, 3), INTERIM_P));
+        let strict = Analysis {
+            confidence: 0.9999,
+            ..Analysis::default()
+        };
+        assert!(close(alpha(&strict, Look::Final, 1), 0.0001));
+        assert!(close(alpha(&strict, Look::Interim, 1), 0.0001));
+        // Against none in 850, 5 errors in 150 (p = 7.6e-5) fail every step end of a 4-step
+        // rollout; 3 (p = 0.0034) fail a one-step rollout's end (0.01) but not a 4-step one's
+        // (0.0025).
+        let fails = |e: u64, steps: usize| {
+            matches!(
+                judge(
+                    &p,
+                    &sample(150, e, 5),
+                    &sample(850, 0, 5),
+                    Look::Final,
+                    steps
+                ),
+                Verdict::Fail(_)
+            )
+        };
+        assert!(fails(5, 4));
+        assert!(fails(3, 1));
+        assert!(!fails(3, 4));
     }
 
     #[test]

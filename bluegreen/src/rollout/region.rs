@@ -276,23 +276,8 @@ async fn test_traffic(run: &Run<'_>, s: &RegionState, ready: Ready) -> Result<Te
         s.plan.test_listener_port,
         &s.plan.probe_path,
     );
-    let started = Instant::now();
-    while s.plan.probe == Probe::Http {
-        let probed = unless_cancelled(
-            &run.cancel,
-            gate::probe_version(&env.http, &url, Some(run.test_route), run.version, 3),
-        )
-        .await?;
-        match probed {
-            Ok(()) => break,
-            // A listener change takes a moment to reach every ALB node.
-            Err(e) if started.elapsed() < TEST_TRAFFIC_WINDOW => {
-                env.reporter
-                    .event(Some(r), "test-traffic", format!("{e}; retrying"));
-                pause(&run.cancel, env.plan.strategy.poll).await?;
-            }
-            Err(e) => return Err(fail(format!("pre-traffic check failed: {e}"))),
-        }
+    if s.plan.probe == Probe::Http {
+        probe_test_route(run, s, &url).await?;
     }
     if let Some(hook) = &env.plan.hooks.pre_traffic {
         run_hook(
@@ -319,6 +304,29 @@ async fn test_traffic(run: &Run<'_>, s: &RegionState, ready: Ready) -> Result<Te
     Ok(Tested {
         task_set: ready.task_set,
     })
+}
+
+/// Probes the test route with the secret header until it answers the new version, for up to
+/// `TEST_TRAFFIC_WINDOW` (a listener change takes a moment to reach every ALB node).
+async fn probe_test_route(run: &Run<'_>, s: &RegionState, url: &str) -> Result<(), Stop> {
+    let env = run.env;
+    let started = Instant::now();
+    loop {
+        let probed = unless_cancelled(
+            &run.cancel,
+            gate::probe_version(&env.http, url, Some(run.test_route), run.version, 3),
+        )
+        .await?;
+        match probed {
+            Ok(()) => return Ok(()),
+            Err(e) if started.elapsed() < TEST_TRAFFIC_WINDOW => {
+                env.reporter
+                    .event(Some(s.name()), "test-traffic", format!("{e}; retrying"));
+                pause(&run.cancel, env.plan.strategy.poll).await?;
+            }
+            Err(e) => return Err(fail(format!("pre-traffic check failed: {e}"))),
+        }
+    }
 }
 
 /// Step 5: Production in steps; after each, a bake with the gate every poll. `None`: paused at
@@ -348,6 +356,11 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
         elb::set_weights(&s.c, &s.topo, Weights::with(s.idle(), step))
             .await
             .map_err(fail)?;
+        if step == 100
+            && let Some(w) = watch.as_mut()
+        {
+            w.previous_stopped(SystemTime::now());
+        }
         run.tracker
             .update_region(r, |x| {
                 x.weight = step;
@@ -355,8 +368,8 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
             })
             .await
             .map_err(|e| fail(format!("the journal could not record {step}%: {e}")))?;
-        let note = bake(run, s, &tested.task_set, step, watch.as_mut()).await?;
-        inconclusive = inconclusive.or(note);
+        // What `history` keeps is the last step's outcome.
+        inconclusive = bake(run, s, &tested.task_set, step, watch.as_mut()).await?;
         if run.until == Some(Until::Weight(step)) {
             return Ok(None);
         }
@@ -385,12 +398,16 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
 /// The analysis of this region's rollout, unless it is off or there is nothing to compare with.
 fn analysis_watch(run: &Run<'_>, s: &RegionState) -> Option<Watch> {
     let policy = &run.env.plan.strategy.analysis;
+    let steps = &run.env.plan.strategy.steps;
     let why_not = if !policy.enabled {
         "off ([strategy.analysis] enabled = false, or --analysis off)"
     } else if s.first_deployment() {
         "nothing to compare with: the region has no previous release"
+    } else if steps.iter().all(|&w| w == 100) {
+        "nothing to compare with: production moves to 100% in one step, so the previous release \
+         takes no traffic beside the new one"
     } else {
-        return Some(Watch::new(SystemTime::now()));
+        return Some(Watch::new(SystemTime::now(), steps.len()));
     };
     run.env.reporter.event(
         Some(s.name()),
@@ -481,9 +498,8 @@ async fn bake(
     }
 }
 
-/// One look of the analysis, reported when its window is new; `None`: the analysis is off.
-/// Metrics that cannot be read count as not enough data (said as a warning), so a bake extends
-/// and then follows `on_inconclusive` rather than waiting forever.
+/// One look of the analysis, reported when its window is new; `None`: the analysis is off or has
+/// nothing to compare. Metrics that cannot be read fail the gate, as any gate call does.
 async fn analyse(
     run: &Run<'_>,
     s: &RegionState,
@@ -492,8 +508,12 @@ async fn analyse(
     share: u8,
 ) -> Option<Verdict> {
     let policy = &run.env.plan.strategy.analysis;
-    let looked = watch?.look(s, policy, look, share).await;
-    Some(match looked {
+    let watch = watch?;
+    if !watch.compares(policy) {
+        // Resumed at 100%: the previous colour took no traffic beside the new one in this run.
+        return None;
+    }
+    Some(match watch.look(s, policy, look).await {
         Ok(Some(l)) => {
             if l.fresh {
                 run.env.reporter.analysis(
@@ -510,10 +530,12 @@ async fn analyse(
             humantime::format_duration(policy.period),
             humantime::format_duration(policy.settle)
         )),
-        Err(e) => {
-            run.env.reporter.warn(Some(s.name()), "analysis", &e);
-            Verdict::NotEnough(format!("the metrics could not be read: {e}"))
-        }
+        // The SDK has retried what AWS may answer differently next time; what is left (access
+        // denied, a period AWS refuses) would leave every step unjudged.
+        Err(e) => Verdict::Fail(format!(
+            "the metrics could not be read: {e}; the deploy role needs cloudwatch:GetMetricData \
+             (terraform/: statement TrafficAnalysis), or promote with --analysis off"
+        )),
     })
 }
 

@@ -275,6 +275,24 @@ pub struct PlanReport {
     pub steps: Vec<String>,
     /// The longest the promote may run (`Plan::worst_case`), for sizing a CI session.
     pub worst_case_seconds: u64,
+    /// Each region's settings as resolved from the file (`[defaults]` filled in).
+    pub regions: BTreeMap<String, String>,
+}
+
+/// Each region's resolved settings, for `validate` and `plan`.
+fn resolved_regions(p: &crate::config::Plan) -> BTreeMap<String, String> {
+    p.regions
+        .iter()
+        .map(|(r, plan)| (r.clone(), plan.describe()))
+        .collect()
+}
+
+fn write_regions(f: &mut fmt::Formatter<'_>, regions: &BTreeMap<String, String>) -> fmt::Result {
+    writeln!(f, "  regions ([defaults] filled in):")?;
+    for (r, line) in regions {
+        writeln!(f, "    {r}: {line}")?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for PlanReport {
@@ -284,6 +302,7 @@ impl fmt::Display for PlanReport {
             "plan: promote {} ({}) to {}",
             self.version, self.digest, self.env
         )?;
+        write_regions(f, &self.regions)?;
         for (i, s) in self.steps.iter().enumerate() {
             writeln!(f, "{:>3}. {s}", i + 1)?;
         }
@@ -339,6 +358,7 @@ pub async fn plan(env: &Env, version: &str, allow_findings: bool) -> Result<Plan
         digest: image.digest().to_owned(),
         steps,
         worst_case_seconds: p.worst_case().as_secs(),
+        regions: resolved_regions(p),
     })
 }
 
@@ -435,6 +455,8 @@ pub struct Validated {
     pub test_header: String,
     /// The longest a promote may run (`Plan::worst_case`): what a CI session must cover.
     pub worst_case_seconds: u64,
+    /// Each region's settings as resolved from the file (`[defaults]` filled in).
+    pub regions: BTreeMap<String, String>,
 }
 
 impl Validated {
@@ -447,6 +469,7 @@ impl Validated {
             steps: p.strategy.steps.clone(),
             test_header: p.test_traffic.header.clone(),
             worst_case_seconds: p.worst_case().as_secs(),
+            regions: resolved_regions(p),
         }
     }
 }
@@ -464,6 +487,7 @@ impl fmt::Display for Validated {
         let steps: Vec<String> = self.steps.iter().map(|s| format!("{s}%")).collect();
         writeln!(f, "  steps: {}", steps.join(", "))?;
         writeln!(f, "  test traffic: the {} header", self.test_header)?;
+        write_regions(f, &self.regions)?;
         writeln!(
             f,
             "  worst case of a promote: {}",
