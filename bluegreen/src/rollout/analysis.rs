@@ -18,9 +18,10 @@
 //!   or later. So a look before a step's end (`Look::Interim`) fails only at p < 0.001 (the
 //!   Haybittle–Peto rule); the look at a step's end (`Look::Final`) at p < (1 − `confidence`) /
 //!   the number of steps (Bonferroni over the step ends), never looser than an interim look.
-//! - **Latency** is judged at a step's end only (a p99 of a hundred requests early on is their
-//!   second slowest): it fails when the new p99 exceeds the previous p99 × `latency_ratio` and
-//!   by more than `latency_increase` (both: a ratio alone would fail 1 ms → 2 ms).
+//! - **Latency** fails when the new colour's median (every look) or p99 (a step's end only: a
+//!   p99 of a hundred requests is their second slowest) exceeds the previous colour's times
+//!   `latency_ratio` and by more than `latency_increase` (both: a ratio alone would fail 1 ms →
+//!   2 ms).
 
 use std::fmt;
 use std::time::SystemTime;
@@ -97,19 +98,39 @@ pub fn judge(
             ));
         }
     }
-    if let (Look::Final, Some(n), Some(p)) = (look, new.p99, previous.p99) {
-        let floor = policy.latency_increase.as_secs_f64();
-        if n > p * policy.latency_ratio && n - p > floor {
-            return Verdict::Fail(format!(
-                "p99 latency {} against {} (more than {}× and +{})",
-                ms(n),
-                ms(p),
-                policy.latency_ratio,
-                ms(floor)
-            ));
+    // The median at every look: a release slower on every answer shows there from the first
+    // hundred requests. The p99 at a step's end only: the tail needs the step's requests.
+    let mut quantiles = vec![("p50", new.p50, previous.p50)];
+    if look == Look::Final {
+        quantiles.push(("p99", new.p99, previous.p99));
+    }
+    for (name, n, p) in quantiles {
+        if let Some(why) = slower(policy, name, n, p) {
+            return Verdict::Fail(why);
         }
     }
     Verdict::Pass
+}
+
+/// Whether the new colour's `name` latency `new` is worse than `previous` by both the ratio and
+/// the floor.
+fn slower(
+    policy: &Analysis,
+    name: &str,
+    new: Option<f64>,
+    previous: Option<f64>,
+) -> Option<String> {
+    let (n, p) = (new?, previous?);
+    let floor = policy.latency_increase.as_secs_f64();
+    (n > p * policy.latency_ratio && n - p > floor).then(|| {
+        format!(
+            "{name} latency {} against {} (more than {}× and +{})",
+            ms(n),
+            ms(p),
+            policy.latency_ratio,
+            ms(floor)
+        )
+    })
 }
 
 /// P(Bin(errors, q) ≥ new_errors) with q = new_requests / all requests: the chance that the new
@@ -304,10 +325,12 @@ fn verdict_word(v: &Verdict) -> String {
 mod tests {
     use super::*;
 
+    /// A sample whose median is 1 ms and whose p99 is `p99_ms`.
     fn sample(requests: u64, errors: u64, p99_ms: u64) -> Sample {
         Sample {
             requests,
             target_5xx: errors,
+            p50: Some(0.001),
             p99: Some(p99_ms as f64 / 1000.0),
             ..Sample::default()
         }
@@ -374,6 +397,13 @@ mod tests {
             (100, 0, 140, 900, 0, 100, Final, "pass", "1.4×: under the ratio"),
             (100, 0, 160, 900, 0, 100, Final, "fail", "1.6× and +60 ms"),
         ]);
+        // A median 300 ms slower fails at any look.
+        let p = Analysis::default();
+        let slow = Sample { p50: Some(0.305), ..sample(100, 0, 320) };
+        for look in [Look::Interim, Look::Final] {
+            let v = judge(&p, &slow, &sample(900, 0, 20), look, 1);
+            assert!(matches!(&v, Verdict::Fail(why) if why.starts_with("p50 latency 305 ms against 1 ms")), "{v:?}");
+        }
     }
 
     #[test]
