@@ -113,7 +113,7 @@ class AlarmWatcher:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self, colour: str) -> None:
-        self.colour, self.since = colour, int(time.time())
+        self.colour, self.since = colour, int(time.time()) + 1
         self.thread.start()
 
     def _query(self, qid: str, metric: str, stat: str) -> dict[str, Any]:
@@ -201,6 +201,9 @@ def main() -> int:
                 say(f"  not caught (exit {code}); rolling back")
                 env_rollback(env)
             say(f"{name}: --analysis off, the alarm")
+            # Requests still in flight when the previous run rolled back finish, and are counted,
+            # after it: the alarm starts from a clean period.
+            time.sleep(3)
             watcher = AlarmWatcher(env, region)
             watcher.start("green" if live_colour(env, region) == "blue" else "blue")
             code, events, text = promote(env, tag, "--analysis", "off")
@@ -263,7 +266,7 @@ def write(rows: list[dict[str, Any]], good: list[dict[str, Any]], rate: float) -
         f"- Command: `bash bench/analysis.sh` (bench/analysis.py), {PROFILE} builds",
         f"- One region, 2 tasks a colour; users: {THREADS} clients, {rate:.0f} requests/s to production in all "
         f"(about {rate * 0.1:.0f}/s on the new colour at the 10% step); ALB metrics in 1-second periods published "
-        "1 s after they end (AWS: 60 s, a minute or two late).",
+        "1 s after they end (AWS: 60 s, one to three minutes late).",
         f"- Steps [10, 100], each baking {BAKE} s; the analysis with its defaults but `period = \"1s\"`, "
         "`settle = \"1s\"` (min_requests 100, confidence 0.99, error_increase_pct 0.5, latency 1.5× and +50 ms).",
         f"- The alarm: `--analysis off`, with Terraform's 5xx alarm (`HTTPCode_Target_5XX_Count` Sum >= {ALARM_5XX} in "

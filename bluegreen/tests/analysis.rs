@@ -315,7 +315,10 @@ async fn with_probe_none_no_probe_is_sent_and_a_slow_release_is_still_rolled_bac
         "{err}"
     );
     // Every answer is 300 ms slower: the median shows it at the first looks.
-    assert!(err.contains("p50 latency") || err.contains("p99 latency"), "{err}");
+    assert!(
+        err.contains("p50 latency") || err.contains("p99 latency"),
+        "{err}"
+    );
     assert!(err.contains("not probed (probe = \"none\")"), "{err}");
     prod.assert_everywhere("v1.1.0").await;
     // The ALB's listeners saw users and the test suite, never bluegreen.

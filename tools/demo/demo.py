@@ -173,6 +173,8 @@ class Demo:
         message = latest.get("message") or ""
         if "traffic analysis failed" not in message:
             sys.exit(f"demo: the rollback was not the analysis's: {message}")
+        if not message.startswith("us-east-1: "):
+            sys.exit(f"demo: the analysis did not stop the release in wave 1 (us-east-1): {message}")
         note("what decided it, as `bluegreen history` keeps it (the new colour | the previous one):")
         note(f"  {message}")
 
