@@ -37,13 +37,14 @@ struct Inner {
 }
 
 /// One analysis window in the step summary's charts.
-struct ChartPoint {
+pub struct ChartPoint {
     /// The window's length in seconds, from the first exposure.
-    seconds: u64,
+    pub seconds: u64,
     /// The step production was at when the window was read.
-    share: u8,
-    new_rate: f64,
-    previous_rate: f64,
+    pub share: u8,
+    /// Error rates in percent.
+    pub new_rate: f64,
+    pub previous_rate: f64,
 }
 
 /// `HH:MM:SSZ` of a wall-clock time, for "until when" messages.
@@ -96,38 +97,26 @@ impl Reporter {
         self.emit("info", region, phase, &message.to_string());
     }
 
-    /// A new window of the traffic analysis in `region` at `share`% on the new colour: an event
-    /// whose JSON form carries `comparison` as `analysis`; kept for the step summary's chart.
-    pub fn analysis<T: Serialize>(&self, region: &str, share: u8, message: &str, comparison: &T) {
-        let data = serde_json::to_value(comparison).unwrap_or_default();
-        let rate = |side: &str| {
-            let s = &data[side];
-            let requests = s["requests"].as_f64().unwrap_or(0.0);
-            let errors = s["target_5xx"].as_f64().unwrap_or(0.0)
-                + s["connection_errors"].as_f64().unwrap_or(0.0);
-            if requests > 0.0 {
-                errors / requests * 100.0
-            } else {
-                0.0
-            }
-        };
-        let seconds = data["window_seconds"].as_u64().unwrap_or(0);
+    /// A new window of the traffic analysis in `region`: an event whose JSON form carries
+    /// `comparison` as `analysis`; `point` is kept for the step summary's charts.
+    pub fn analysis<T: Serialize>(
+        &self,
+        region: &str,
+        point: ChartPoint,
+        message: &str,
+        comparison: &T,
+    ) {
         self.inner
             .timelines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(region.to_owned())
             .or_default()
-            .push(ChartPoint {
-                seconds,
-                share,
-                new_rate: rate("new"),
-                previous_rate: rate("previous"),
-            });
+            .push(point);
         if self.inner.format == Format::Json {
             let line = json!({"type": "event", "ts": now_rfc3339(), "level": "info",
                               "region": region, "phase": "analysis", "message": message,
-                              "analysis": data});
+                              "analysis": comparison});
             println!("{line}");
         } else {
             self.emit("info", Some(region), "analysis", message);

@@ -220,7 +220,8 @@ pub struct Watch {
     start: SystemTime,
     until: Option<SystemTime>,
     steps: usize,
-    last: Option<(Window, Comparison)>,
+    /// The last window read, its comparison, and the look that read it.
+    last: Option<(Window, Comparison, Look)>,
 }
 
 impl Watch {
@@ -247,7 +248,7 @@ impl Watch {
 
     /// The latest comparison, if any window has settled.
     pub fn last(&self) -> Option<&Comparison> {
-        self.last.as_ref().map(|(_, c)| c)
+        self.last.as_ref().map(|(_, c, _)| c)
     }
 
     /// What `history` keeps: the last comparison and its verdict, or why there was none.
@@ -261,8 +262,9 @@ impl Watch {
     }
 
     /// Looks at the settled window: `None` until one period has settled. A new window is
-    /// fetched; one already fetched is fetched again only at a step's end (CloudWatch may still
-    /// add late datapoints to it). `fresh`: the window is new since the last look.
+    /// fetched; one already fetched is fetched again once, at the first step-end look that finds
+    /// it (CloudWatch may still add late datapoints to it), so a bake extended for traffic does
+    /// not re-read an unchanged window every poll. `fresh`: the window is new since the last look.
     pub async fn look(
         &mut self,
         s: &RegionState,
@@ -276,9 +278,13 @@ impl Watch {
             return Ok(None);
         };
         let (new_colour, previous_colour) = (s.idle(), s.live);
-        let fresh = self.last.as_ref().is_none_or(|(w, _)| *w != window);
+        let fresh = self.last.as_ref().is_none_or(|(w, _, _)| *w != window);
         let (new, previous) = match &self.last {
-            Some((_, c)) if !fresh && look == Look::Interim => (c.new, c.previous),
+            // Read again once, at the first step-end look after interim ones, for datapoints
+            // CloudWatch added late; otherwise the window's numbers stand.
+            Some((_, c, read)) if !fresh && (look == Look::Interim || *read == Look::Final) => {
+                (c.new, c.previous)
+            }
             _ => {
                 let [new, previous] = metrics::compare(
                     &s.c,
@@ -302,7 +308,11 @@ impl Watch {
             window_seconds: window.seconds(),
             verdict: judge(policy, &new, &previous, look, self.steps),
         };
-        self.last = Some((window, comparison.clone()));
+        let read = match &self.last {
+            Some((_, _, read)) if !fresh && look == Look::Interim => *read,
+            _ => look,
+        };
+        self.last = Some((window, comparison.clone(), read));
         Ok(Some(Looked { comparison, fresh }))
     }
 }

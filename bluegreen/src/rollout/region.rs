@@ -516,12 +516,16 @@ async fn analyse(
     Some(match watch.look(s, policy, look).await {
         Ok(Some(l)) => {
             if l.fresh {
-                run.env.reporter.analysis(
-                    s.name(),
+                let c = &l.comparison;
+                let point = crate::report::ChartPoint {
+                    seconds: c.window_seconds,
                     share,
-                    &l.comparison.to_string(),
-                    &l.comparison,
-                );
+                    new_rate: c.new.error_rate() * 100.0,
+                    previous_rate: c.previous.error_rate() * 100.0,
+                };
+                run.env
+                    .reporter
+                    .analysis(s.name(), point, &c.to_string(), c);
             }
             l.comparison.verdict
         }
