@@ -92,8 +92,26 @@ pub enum Command {
     /// Check the environment file and show what it resolves to (regions, waves, strategy, the
     /// worst case a promote may take), without any AWS call: exit 0, or 2 naming file:line: key
     Validate,
+    /// Write <config-dir>/<env>/bluegreen.toml from Terraform's `bluegreen` output:
+    /// `terraform output -json | bluegreen init -e <env>`. Rewrites only the names Terraform owns
+    /// and keeps waves, [strategy], [hooks], probes and comments; shows the diff
+    Init(InitArgs),
     /// Shell completions on stdout
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Terraform's JSON from this file (`terraform output -json`, `terraform output -json
+    /// bluegreen`, or `terraform show -json` of a state or plan); - or none: standard input
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Overwrite an existing file that differs (the diff is shown either way)
+    #[arg(long, conflicts_with = "check")]
+    pub force: bool,
+    /// Write nothing; exit 1 with the diff when the file differs from Terraform's outputs (CI)
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -8,5 +8,6 @@
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod init;
 pub mod report;
 pub mod rollout;

@@ -147,6 +147,7 @@ fn resolve(command: Command, plan: &config::Plan) -> Result<Resolved, Error> {
         Command::History { limit } => Resolved::History(limit),
         Command::Unlock => Resolved::Unlock,
         Command::Validate => Resolved::Validate,
+        Command::Init(_) => unreachable!("answered before the file is read"),
         Command::Completions { .. } => unreachable!("handled before the runtime starts"),
     })
 }
@@ -175,6 +176,12 @@ async fn run(cli: Cli, reporter: Reporter) -> Result<(), Error> {
             config::known_envs(&g.config_dir)
         ))
     })?;
+    if let Command::Init(a) = &cli.command {
+        let input = terraform_json(a.from.as_deref())?;
+        let done = bluegreen::init::command(&g.config_dir, &env_name, &input, a.force, a.check)?;
+        reporter.result(&done);
+        return Ok(());
+    }
     let plan = config::load(&g.config_dir, &env_name, &overrides(&cli.command))
         .map_err(|e| Error::Refused(e.to_string()))?;
     let command = resolve(cli.command, &plan)?;
@@ -217,6 +224,27 @@ async fn run(cli: Cli, reporter: Reporter) -> Result<(), Error> {
         Resolved::Validate => unreachable!("answered before connecting"),
     }
     Ok(())
+}
+
+/// `bluegreen init`'s input: Terraform's JSON from `--from FILE`, or piped in.
+fn terraform_json(from: Option<&std::path::Path>) -> Result<String, Error> {
+    use std::io::Read;
+    if let Some(path) = from.filter(|p| *p != std::path::Path::new("-")) {
+        return std::fs::read_to_string(path)
+            .map_err(|e| Error::Refused(format!("cannot read {}: {e}", path.display())));
+    }
+    if std::io::stdin().is_terminal() {
+        return Err(Error::Refused(
+            "init reads Terraform's JSON from standard input, which is a terminal: pipe it in \
+             (terraform output -json | bluegreen init -e ENV) or pass --from FILE"
+                .into(),
+        ));
+    }
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| Error::Refused(format!("cannot read standard input: {e}")))?;
+    Ok(text)
 }
 
 /// `bluegreen unlock`: removes the lock whoever holds it, after a confirmation.

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use bluegreen::config::{self, ConfigError, Overrides};
 
+#[path = "config/init.rs"]
+mod init;
+
 fn envs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -15,6 +15,8 @@ module "us_east_1" {
   deletion_protection = var.deletion_protection
 }
 
+data "aws_caller_identity" "current" {}
+
 locals {
   regions = [module.us_east_1]
 }

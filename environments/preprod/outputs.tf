@@ -32,3 +32,21 @@ output "dashboard_url" {
   description = "The environment's CloudWatch dashboard."
   value       = module.environment.dashboard_url
 }
+
+output "bluegreen" {
+  description = "Everything bluegreen's environment file names, in one object: `terraform output -json | bluegreen init -e preprod` writes environments/preprod/bluegreen.toml from it (--check in the infra workflow's plan)."
+  value = {
+    account_id = data.aws_caller_identity.current.account_id
+    role_arn   = module.github.role_arn
+    # CI pushes release images to us-east-1's repository; promoting within one registry copies nothing.
+    source = {
+      region     = module.us_east_1.metric_dimensions.region
+      account_id = data.aws_caller_identity.current.account_id
+      repository = module.us_east_1.names.repository
+      role_arn   = null
+    }
+    test_header_parameter = module.environment.test_header_parameter_name
+    lock                  = { table = module.lock.table_name, region = var.home_region }
+    regions               = { for r in local.regions : r.metric_dimensions.region => r.names }
+  }
+}

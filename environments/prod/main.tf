@@ -46,8 +46,12 @@ module "ap_southeast_2" {
   autoscaling         = { min = 2, max = 4, cpu_target = 60 }
 }
 
+data "aws_caller_identity" "current" {}
+
 locals {
-  regions = [module.us_east_1, module.eu_west_1, module.ap_southeast_2]
+  # preprod's repository ARN as [region, account, name] (the bluegreen output's source).
+  source_repository = regex("^arn:[^:]+:ecr:([a-z0-9-]+):([0-9]{12}):repository/(.+)$", var.source_repository_arn)
+  regions           = [module.us_east_1, module.eu_west_1, module.ap_southeast_2]
 }
 
 # What the environment has once, in its home region: the test route's secret (SSM parameter

@@ -31,3 +31,21 @@ output "dashboard_url" {
   description = "The environment's CloudWatch dashboard."
   value       = module.environment.dashboard_url
 }
+
+output "bluegreen" {
+  description = "Everything bluegreen's environment file names, in one object: `terraform output -json | bluegreen init -e prod` writes environments/prod/bluegreen.toml from it (--check in the infra workflow's plan)."
+  value = {
+    account_id = data.aws_caller_identity.current.account_id
+    role_arn   = module.github.role_arn
+    # Images are copied from preprod's repository, read with preprod's role.
+    source = {
+      region     = local.source_repository[0]
+      account_id = local.source_repository[1]
+      repository = local.source_repository[2]
+      role_arn   = var.source_read_role_arn
+    }
+    test_header_parameter = module.environment.test_header_parameter_name
+    lock                  = { table = module.lock.table_name, region = var.home_region }
+    regions               = { for r in local.regions : r.metric_dimensions.region => r.names }
+  }
+}

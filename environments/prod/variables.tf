@@ -45,6 +45,11 @@ variable "source_read_role_arn" {
 variable "source_repository_arn" {
   description = "preprod's ECR repository images are promoted from."
   type        = string
+
+  validation {
+    condition     = can(regex("^arn:[^:]+:ecr:[a-z0-9-]+:[0-9]{12}:repository/.+$", var.source_repository_arn))
+    error_message = "source_repository_arn must be an ECR repository ARN: arn:aws:ecr:REGION:ACCOUNT:repository/NAME."
+  }
 }
 
 variable "deletion_protection" {

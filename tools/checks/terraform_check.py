@@ -11,6 +11,7 @@ included, is one Terraform creates.
 from __future__ import annotations
 
 import fnmatch
+import json
 import pathlib
 import re
 import sys
@@ -792,6 +793,41 @@ for env_dir in sorted(p for p in ENVS.iterdir() if p.is_dir()):
     check(f"{env}: output test_header_parameter is the parameter's name",
           through(root_outputs.get("test_header_parameter", {}).get("value")) == f"${{aws_ssm_parameter.{pname}.name}}",
           str(root_outputs.get("test_header_parameter")))
+
+    # `bluegreen init` reads the root's bluegreen output; the fixture its tests read
+    # (bluegreen/tests/fixtures/terraform/<env>.json) is what this Terraform outputs.
+    bg_expr = str(root_outputs.get("bluegreen", {}).get("value"))
+    for ref in ["data.aws_caller_identity.", "module.github.role_arn", "module.lock.table_name", "var.home_region",
+                "module.environment.test_header_parameter_name", "local.regions", ".names"]:
+        check(f"{env}: output bluegreen uses {ref}", ref in bg_expr, bg_expr)
+    fixture_path = ROOT / "bluegreen" / "tests" / "fixtures" / "terraform" / f"{env}.json"
+    fx = json.loads(fixture_path.read_text())["bluegreen"]["value"]
+    region_outputs = {k: v for block in region.get("output", []) for k, v in block.items()}
+    names_keys = set(region_outputs.get("names", {}).get("value") or {})
+    init_keys = {"cluster", "service", "task_family", "load_balancer", "listener_port", "test_listener_port",
+                 "blue_target_group", "green_target_group", "alarms", "repository", "test_header"}
+    check("region: output names has every key bluegreen init reads", init_keys <= names_keys, f"missing {sorted(init_keys - names_keys)}")
+    check(f"{env}: the init fixture's regions are the regions Terraform creates", set(fx["regions"]) == set(made), f"{sorted(fx['regions'])} vs {sorted(made)}")
+    for r, n in made.items():
+        got = fx["regions"].get(r, {})
+        for key in sorted(init_keys - {"alarms"}):
+            check(f"{env}/{r}: the init fixture's {key} is Terraform's", got.get(key) == n[key], f"{got.get(key)!r} vs {n[key]!r}")
+        alarm_order = [a for kind in ["5xx", "unhealthy"] for a in sorted(n["alarms"]) if a.endswith(kind)]
+        check(f"{env}/{r}: the init fixture's alarms are Terraform's, in the names output's order (5xx, then unhealthy)",
+              got.get("alarms") == alarm_order, f"{got.get('alarms')} vs {alarm_order}")
+    check(f"{env}: the init fixture's lock is Terraform's", fx["lock"] == {"table": cfg["lock"]["table"], "region": cfg["lock"]["region"]}
+          and fx["lock"]["table"] == unquote(lock_mod["name"]), str(fx["lock"]))
+    check(f"{env}: the init fixture's role_arn is the deploy role", fx["role_arn"].endswith(":role/" + unquote(gh["role_name"])), fx["role_arn"])
+    check(f"{env}: the init fixture's test_header_parameter is the parameter's name",
+          fx["test_header_parameter"] == interpolate(str(param.get("name")), env_var), fx["test_header_parameter"])
+    if "source_repository_arn" in tfvars:
+        m = re.fullmatch(r"arn:[^:]+:ecr:([a-z0-9-]+):(\d{12}):repository/(.+)", str(tfvars["source_repository_arn"]))
+        want = {"region": m.group(1), "account_id": m.group(2), "repository": m.group(3), "role_arn": tfvars.get("source_read_role_arn")} if m else {}
+        check(f"{env}: the init fixture's source is the repository and role terraform.tfvars names", fx["source"] == want, f"{fx['source']} vs {want}")
+    else:
+        check(f"{env}: the init fixture's source is this account's own repository (no role)",
+              fx["source"]["role_arn"] is None and fx["source"]["account_id"] == fx["account_id"]
+              and fx["source"]["repository"] in {n["repository"] for n in made.values()}, str(fx["source"]))
 
     # Everything that lists the regions (deploy policy, dashboard) goes through local.regions.
     listed = set(re.findall(r"module\.(\w+)", str(local_values(root).get("regions"))))

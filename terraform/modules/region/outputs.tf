@@ -4,7 +4,7 @@ output "alb_dns_name" {
 }
 
 output "names" {
-  description = "The names bluegreen's environment file uses for this region."
+  description = "The names bluegreen's environment file uses for this region (the root's bluegreen output gathers them for `bluegreen init`)."
   value = {
     cluster            = aws_ecs_cluster.this.name
     service            = aws_ecs_service.this.name
@@ -15,6 +15,8 @@ output "names" {
     green_target_group = aws_lb_target_group.colour["green"].name
     task_family        = aws_ecs_task_definition.initial.family
     alarms             = concat([for a in aws_cloudwatch_metric_alarm.target_5xx : a.alarm_name], [for a in aws_cloudwatch_metric_alarm.unhealthy : a.alarm_name])
+    repository         = var.create_repository ? aws_ecr_repository.this[0].name : regex("^[^/]+/(.+)$", var.repository_url)[0]
+    test_header        = var.test_header_name
   }
 }
 

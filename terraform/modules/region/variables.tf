@@ -185,8 +185,8 @@ variable "repository_url" {
   default     = null
 
   validation {
-    condition     = var.create_repository || var.repository_url != null
-    error_message = "repository_url is required when create_repository = false."
+    condition     = var.create_repository || can(regex("^[^/]+/.+$", var.repository_url))
+    error_message = "repository_url is required when create_repository = false: REGISTRY/REPOSITORY, e.g. 222222222222.dkr.ecr.us-east-1.amazonaws.com/hello."
   }
 }
 
