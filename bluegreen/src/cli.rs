@@ -14,7 +14,10 @@ const EXIT_CODES: &str = "Exit codes:
   2    refused by preflight or bad input; nothing was changed
   3    the deployment failed and every touched region was rolled back
   4    the environment's lock is held by another deployment
-  130  interrupted (SIGINT/SIGTERM) and rolled back";
+  130  interrupted (SIGINT/SIGTERM) and rolled back; for status --watch, stopped
+       watching (it never changes anything)
+
+`status --watch` exits with the followed deployment's code: 0, 3, or 1.";
 
 /// Ship one container image to many AWS regions, blue/green, with one shared rollback.
 #[derive(Debug, Parser)]
@@ -75,8 +78,9 @@ pub enum Command {
     Promote(Promote),
     /// Put every region back on the previous release, from any state
     Rollback(RollbackArgs),
-    /// Per region: live colour, weights, task sets with versions and digests, health; the lock
-    Status,
+    /// Per region: live colour, weights, task sets with versions and digests, health; the lock.
+    /// --watch: the live view of a deployment, until it ends
+    Status(StatusArgs),
     /// Every change `promote VERSION` would make, in order, without making any
     Plan(PlanArgs),
     /// Resume a promote paused with --until (or interrupted) from where the journal says it is
@@ -98,6 +102,29 @@ pub enum Command {
     Init(InitArgs),
     /// Shell completions on stdout
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Follow the running deployment (or the next to start) until it ends, with its exit code:
+    /// per region the weights, versions, healthy targets and the gate's last verdict, redrawn in
+    /// place on a terminal, a line per change otherwise. Ctrl-C stops watching (exit 130);
+    /// nothing is changed either way
+    #[arg(long)]
+    pub watch: bool,
+    /// How often --watch reads AWS and the journal (1s to 5m)
+    #[arg(long, requires = "watch", default_value = "5s", value_parser = watch_interval)]
+    pub interval: Duration,
+}
+
+fn watch_interval(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(300) {
+        return Err(format!(
+            "{s} is out of range: 1s to 5m (each look reads every region; the promote polls AWS too)"
+        ));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

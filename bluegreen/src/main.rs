@@ -102,7 +102,8 @@ enum Resolved {
     Plan(String, bool),
     Continue,
     Rollback(Vec<String>),
-    Status,
+    /// With `--watch`: how often to look.
+    Status(Option<std::time::Duration>),
     History(i32),
     Unlock,
     Validate,
@@ -143,7 +144,7 @@ fn resolve(command: Command, plan: &config::Plan) -> Result<Resolved, Error> {
             }
             Resolved::Rollback(r.regions)
         }
-        Command::Status => Resolved::Status,
+        Command::Status(a) => Resolved::Status(a.watch.then_some(a.interval)),
         Command::History { limit } => Resolved::History(limit),
         Command::Unlock => Resolved::Unlock,
         Command::Validate => Resolved::Validate,
@@ -215,7 +216,18 @@ async fn run(cli: Cli, reporter: Reporter) -> Result<(), Error> {
         Resolved::Rollback(only) => {
             reporter.result(&rollback::command(&env, &only, yes).await?);
         }
-        Resolved::Status => reporter.result(&status::status(&env).await?),
+        Resolved::Status(None) => reporter.result(&status::status(&env).await?),
+        Resolved::Status(Some(interval)) => {
+            let terminal = std::io::stdout().is_terminal();
+            let options = bluegreen::rollout::watch::Options {
+                interval,
+                terminal: terminal && !json,
+                width: terminal_width(),
+                json,
+            };
+            let watched = bluegreen::rollout::watch::watch(&env, &options, interrupt_token());
+            reporter.result(&watched.await?);
+        }
         Resolved::Plan(version, allow) => {
             reporter.result(&status::plan(&env, &version, allow).await?);
         }
@@ -224,6 +236,12 @@ async fn run(cli: Cli, reporter: Reporter) -> Result<(), Error> {
         Resolved::Validate => unreachable!("answered before connecting"),
     }
     Ok(())
+}
+
+/// The terminal's columns (80 when stdout is not one or cannot say).
+fn terminal_width() -> usize {
+    let (_, cols) = console::Term::stdout().size_checked().unwrap_or((24, 80));
+    usize::from(cols)
 }
 
 /// `bluegreen init`'s input: Terraform's JSON from `--from FILE`, or piped in.

@@ -259,6 +259,18 @@ async fn bad_command_lines_and_versions_are_refused_with_exit_2() {
             &["--aws-max-attempts", "50 is not in 1..=10"],
         ),
         (
+            "watch interval too short",
+            &["status", "--watch", "--interval", "500ms"],
+            &[],
+            &["--interval", "500ms is out of range: 1s to 5m"],
+        ),
+        (
+            "interval without --watch",
+            &["status", "--interval", "10s"],
+            &[],
+            &["--interval", "--watch"],
+        ),
+        (
             "history limit zero",
             &["history", "--limit", "0"],
             &[],

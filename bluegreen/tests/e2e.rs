@@ -964,3 +964,197 @@ async fn verbose_diagnostics_go_to_stderr_and_never_into_json() {
         &vv[..vv.len().min(3000)]
     );
 }
+
+/// `status --watch` started before a promote, on a terminal: it follows the promote, redraws its
+/// lines in place (weights, versions, healthy targets, phase, the gate's verdict), and ends with
+/// it: exit 0 and the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_on_a_terminal_follows_a_promote_to_its_end() {
+    let prod = Prod::start(FAST, "").await;
+    let watch = prod.command(&["status", "--watch", "--interval", "1s"]);
+    let watcher = std::thread::spawn(move || run_in_terminal(&watch));
+    // Its first look finds no deployment running: it waits for the next.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, screen) = watcher.join().unwrap();
+    assert_eq!(
+        code, 0,
+        "the watch ends with the promote's exit code:\n{screen}"
+    );
+    assert!(
+        screen.contains(" prod: no deployment running; watching for the next"),
+        "{screen}"
+    );
+    // Redrawn in place: back up over the last frame, each line cleared as it is drawn.
+    assert!(
+        screen.contains(&format!(
+            "\x1b[{}A\r\x1b[2K          prod: ",
+            1 + PROD_REGIONS.len()
+        )),
+        "no redraw in place:\n{screen:?}"
+    );
+    assert!(
+        !screen.contains("Z [us-east-1] "),
+        "log lines on a terminal:\n{screen}"
+    );
+    let last = screen
+        .rfind("prod: promote v1.2.0 (")
+        .map(|i| &screen[i..])
+        .unwrap_or_else(|| panic!("the deployment never showed:\n{screen}"));
+    assert!(last.contains(") promoted; lock free"), "{last}");
+    for r in PROD_REGIONS {
+        let line = last
+            .lines()
+            .find(|l| l.contains(&format!("{r}: ")))
+            .unwrap_or_else(|| panic!("no line for {r} in the last frame:\n{last}"));
+        // The new colour (green) serves everything with its healthy targets; the gate passed
+        // the final step.
+        assert!(
+            line.contains("blue 0% ")
+                && line.contains("green 100% v1.2.0 ")
+                && line.contains(" healthy")
+                && line.contains("| cleaned | gate: 100% passed"),
+            "{r}: {line}"
+        );
+    }
+    // A shift was seen on its way, with the gate's verdict on the step before.
+    assert!(screen.contains("green 50% v1.2.0"), "{screen}");
+    let id = screen[screen.rfind("prod: promote v1.2.0 (").unwrap() + 22..]
+        .split(')')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        screen.contains(&format!("deployment {id} of v1.2.0 promoted in prod")),
+        "the result names the deployment it followed:
+{screen}"
+    );
+}
+
+/// `status --watch` with its output in a log: a line per change, with the time and what it is
+/// about; a bad release rolled back ends it with exit 3 and the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_in_a_log_prints_each_change_and_ends_with_the_rollback() {
+    let prod = Prod::start(FAST, "").await;
+    let (mut child, lines) = spawn_watch(&prod, &[]);
+    let first = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the watch's first line");
+    assert!(
+        first.contains("Z [prod] no deployment running; watching for the next"),
+        "{first}"
+    );
+    let (code, out, err) = prod.run(&["promote", "v1.2.1"]);
+    assert_eq!(code, 3, "{out}{err}");
+    let status = child.wait().unwrap();
+    let mut printed = vec![first];
+    printed.extend(lines.iter());
+    let printed = printed.join("\n");
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "the promote's exit code:\n{printed}"
+    );
+    assert!(
+        !printed.contains('\x1b'),
+        "no terminal codes in a log:\n{printed:?}"
+    );
+    assert!(printed.contains("[prod] promote v1.2.1 ("), "{printed}");
+    assert!(
+        printed.contains(") rolled-back: "),
+        "the outcome with its reason:\n{printed}"
+    );
+    assert!(
+        printed.contains("[us-east-1] ") && printed.contains("| rolled-back"),
+        "{printed}"
+    );
+    // One line per change: a key's line never repeats itself.
+    let mut last: std::collections::BTreeMap<String, String> = Default::default();
+    for line in printed.lines().filter(|l| l.contains("Z [")) {
+        let (key, text) = line.split_once("] ").unwrap();
+        let key = key.split_once('[').unwrap().1.to_owned();
+        assert_ne!(
+            last.get(&key).map(String::as_str),
+            Some(text),
+            "printed twice:\n{printed}"
+        );
+        last.insert(key, text.to_owned());
+    }
+    assert!(
+        last["eu-west-1"].starts_with("blue 100% v1.1.0 "),
+        "wave two was never touched: {}",
+        last["eu-west-1"]
+    );
+}
+
+/// Ctrl-C stops watching, with exit 130, and the watch changed nothing in AWS. In JSON, each
+/// look that changed something is a `watch` object, and the stop an `error` object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_stops_on_ctrl_c_and_changes_nothing() {
+    let prod = Prod::start(FAST, "").await;
+    let (since, _) = prod.aws.requests(0).await;
+    let (child, lines) = spawn_watch(&prod, &["--output", "json"]);
+    let first = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the watch's first line");
+    let first: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        (first["type"].as_str(), first["deployment"].is_null()),
+        (Some("watch"), true),
+        "{first}"
+    );
+    assert_eq!(
+        first["status"]["regions"].as_array().map(Vec::len),
+        Some(PROD_REGIONS.len()),
+        "{first}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let rest: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    let stop = rest.last().unwrap_or_else(|| panic!("no stop line"));
+    assert_eq!(
+        (stop["type"].as_str(), stop["exit_code"].as_i64()),
+        (Some("error"), Some(130)),
+        "{stop}"
+    );
+    assert!(
+        stop["message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped watching; nothing was changed"),
+        "{stop}"
+    );
+    assert_eq!(prod.aws.mutations_since(since).await, Vec::<String>::new());
+    let reads = prod.aws.calls_since(since, |_| true).await;
+    assert!(
+        reads.iter().any(|c| c.contains("DescribeTargetHealth")),
+        "it looked: {reads:?}"
+    );
+}
+
+/// `status --watch --interval 1s ARGS` with stdout piped; its lines arrive on the receiver.
+fn spawn_watch(prod: &Prod, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = prod
+        .command(&[&["status", "--watch", "--interval", "1s"], args].concat())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}

@@ -175,6 +175,10 @@ pub struct RegionRecord {
     /// The traffic analysis's last comparison of the colours and its verdict, once baked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<String>,
+    /// The gate's verdict on the last step that finished its bake, journaled with the write that
+    /// starts the next step (or records the region baked): what `status --watch` shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
 }
 
 impl RegionRecord {

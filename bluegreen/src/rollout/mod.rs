@@ -52,6 +52,7 @@ pub mod region;
 pub mod rollback;
 pub mod status;
 pub mod tracker;
+pub mod watch;
 
 use std::time::Duration;
 

@@ -347,6 +347,8 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
     }
     let mut watch = analysis_watch(run, s);
     let mut inconclusive = None;
+    // The verdict on the step before, journaled with the write that starts the next one.
+    let mut verdict: Option<String> = None;
     for step in steps(&run.env.plan.strategy.steps, s.first_deployment()) {
         let baked_before =
             step < done.weight || (step == done.weight && done.phase.reached(RegionPhase::Baked));
@@ -365,17 +367,32 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
             .update_region(r, |x| {
                 x.weight = step;
                 x.phase = RegionPhase::Shifting;
+                if verdict.is_some() {
+                    x.gate = verdict.take();
+                }
             })
             .await
             .map_err(|e| fail(format!("the journal could not record {step}%: {e}")))?;
         // What `history` keeps is the last step's outcome.
         inconclusive = bake(run, s, &tested.task_set, step, watch.as_mut()).await?;
+        verdict = Some(step_verdict(
+            step,
+            watch.as_ref(),
+            inconclusive.as_deref(),
+            s.plan.probe,
+        ));
         if run.until == Some(Until::Weight(step)) {
             return Ok(None);
         }
     }
     let analysis = watch.as_ref().map(|w| w.summary(inconclusive.as_deref()));
-    advance(run, r, RegionPhase::Baked, |x| x.analysis = analysis).await?;
+    advance(run, r, RegionPhase::Baked, |x| {
+        x.analysis = analysis;
+        if verdict.is_some() {
+            x.gate = verdict;
+        }
+    })
+    .await?;
     if let Some(hook) = &run.env.plan.hooks.post_shift {
         let prod = gate::url(&s.topo.dns_name, s.plan.listener_port, &s.plan.probe_path);
         run_hook(
@@ -393,6 +410,25 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
     Ok(Some(Baked {
         task_set: tested.task_set,
     }))
+}
+
+/// The gate's verdict on a step whose bake passed: what the analysis compared last, or that the
+/// other gates (tasks, health, alarms, probe) were the gate.
+fn step_verdict(
+    step: u8,
+    watch: Option<&Watch>,
+    inconclusive: Option<&str>,
+    probe: crate::config::Probe,
+) -> String {
+    match watch {
+        Some(w) if w.last().is_some() || inconclusive.is_some() => {
+            format!("{step}% passed: {}", w.summary(inconclusive))
+        }
+        _ if probe == crate::config::Probe::None => {
+            format!("{step}% passed: tasks, health, alarms")
+        }
+        _ => format!("{step}% passed: tasks, health, alarms, probe"),
+    }
 }
 
 /// The analysis of this region's rollout, unless it is off or there is nothing to compare with.

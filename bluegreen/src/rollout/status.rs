@@ -54,7 +54,38 @@ pub struct Status {
     pub next: Option<String>,
 }
 
-async fn region_status(env: &Env, plan: &crate::config::RegionPlan) -> RegionStatus {
+/// Releases read from task definitions, by task definition ARN: a revision never changes, so
+/// `status --watch` reads each once.
+pub type Releases = std::sync::Mutex<BTreeMap<String, ecs::Release>>;
+
+async fn release(
+    c: &crate::aws::RegionClients,
+    td: &str,
+    container: Option<&str>,
+    releases: &Releases,
+) -> Option<ecs::Release> {
+    let known = releases
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(td)
+        .cloned();
+    if known.is_some() {
+        return known;
+    }
+    // An error is not cached: the next look asks again.
+    let r = ecs::release_of(c, td, container).await.ok()?;
+    releases
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(td.to_owned(), r.clone());
+    Some(r)
+}
+
+async fn region_status(
+    env: &Env,
+    plan: &crate::config::RegionPlan,
+    releases: &Releases,
+) -> RegionStatus {
     let mut out = RegionStatus {
         region: plan.region.clone(),
         endpoint: None,
@@ -94,9 +125,8 @@ async fn region_status(env: &Env, plan: &crate::config::RegionPlan) -> RegionSta
             .await
             .map_err(|e| e.to_string())?;
         for ts in &svc.task_sets {
-            let release = ecs::release_of(c, &ts.task_definition, plan.container.as_deref())
-                .await
-                .ok();
+            let release =
+                release(c, &ts.task_definition, plan.container.as_deref(), releases).await;
             out.task_sets.push(TaskSetStatus {
                 id: ts.id.clone(),
                 colour: ts.target_group.as_deref().and_then(|t| topo.colour_of(t)),
@@ -122,9 +152,19 @@ async fn region_status(env: &Env, plan: &crate::config::RegionPlan) -> RegionSta
 }
 
 pub async fn status(env: &Env) -> Result<Status, Error> {
+    status_with(env, &Releases::default()).await
+}
+
+/// `status`, reading each task definition's release from `releases` when it is there.
+pub async fn status_with(env: &Env, releases: &Releases) -> Result<Status, Error> {
     // Every region, the lock and the journal at once.
     let (regions, lock, latest) = tokio::join!(
-        futures_util::future::join_all(env.plan.regions.values().map(|p| region_status(env, p))),
+        futures_util::future::join_all(
+            env.plan
+                .regions
+                .values()
+                .map(|p| region_status(env, p, releases))
+        ),
         env.lock.holder(),
         env.journal.history(1),
     );
