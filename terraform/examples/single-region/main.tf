@@ -1,8 +1,8 @@
 # The smallest complete use of the modules: one region, its lock table, the test route's secret and a
 # GitHub deploy role (reusing the account's GitHub OIDC provider; -var create_github_oidc_provider=true
-# in an account without one). bluegreen.toml for it: [test_traffic] header = "X-Bluegreen-Test",
-# parameter = "/bluegreen/hello-demo/test-header"; [regions.us-east-1] task_family = "hello-demo".
+# in an account without one).
 # terraform init && terraform apply -var 'github_repository=ORG/REPO'
+# Then bluegreen's environment file for it: terraform output -json | bluegreen init -e demo
 
 terraform {
   required_version = ">= 1.10"
@@ -88,4 +88,23 @@ output "alb_dns_name" {
 output "deploy_role_arn" {
   description = "Role for the GitHub environment demo."
   value       = module.github.role_arn
+}
+
+data "aws_caller_identity" "current" {}
+
+output "bluegreen" {
+  description = "Everything bluegreen's environment file names: `terraform output -json | bluegreen init -e demo` writes it."
+  value = {
+    account_id = data.aws_caller_identity.current.account_id
+    role_arn   = module.github.role_arn
+    source = {
+      region     = module.region.metric_dimensions.region
+      account_id = data.aws_caller_identity.current.account_id
+      repository = module.region.names.repository
+      role_arn   = null
+    }
+    test_header_parameter = aws_ssm_parameter.test_header.name
+    lock                  = { table = module.lock.table_name, region = "us-east-1" }
+    regions               = { (module.region.metric_dimensions.region) = module.region.names }
+  }
 }
