@@ -17,7 +17,7 @@ const EXIT_CODES: &str = "Exit codes:
   130  interrupted (SIGINT/SIGTERM) and rolled back; for status --watch, stopped
        watching (it never changes anything)
 
-`status --watch` exits with the followed deployment's code: 0, 3, or 1.";
+`status --watch` exits with the code of the promote it followed: 0, 3, or 1.";
 
 /// Ship one container image to many AWS regions, blue/green, with one shared rollback.
 #[derive(Debug, Parser)]
@@ -106,10 +106,11 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Follow the running deployment (or the next to start) until it ends, with its exit code:
-    /// per region the weights, versions, healthy targets and the gate's last verdict, redrawn in
-    /// place on a terminal, a line per change otherwise. Ctrl-C stops watching (exit 130);
-    /// nothing is changed either way
+    /// Follow the unfinished deployment (or the next to start) until it ends, with the exit code
+    /// its promote has (0 promoted, 3 rolled back, 1 needs a human): per region the weights,
+    /// versions, healthy targets and the gate's last verdict, redrawn in place on a terminal, a
+    /// line per change otherwise. A paused or abandoned deployment is followed until `continue`
+    /// or `rollback` ends it. Ctrl-C stops watching (exit 130); nothing is changed either way
     #[arg(long)]
     pub watch: bool,
     /// How often --watch reads AWS and the journal (1s to 5m)

@@ -74,12 +74,17 @@ const HOW: &str = "pipe in `terraform output -json` (or `terraform show -json PL
 pub fn read_outputs(text: &str) -> Result<Outputs, String> {
     let json: Json =
         serde_json::from_str(text).map_err(|e| format!("the input is not JSON ({e}); {HOW}"))?;
-    let value = bluegreen_value(&json)?;
-    outputs(&At::root(value))
+    let (value, sensitive) = bluegreen_value(&json)?;
+    outputs(&At {
+        v: value,
+        path: "bluegreen".into(),
+        sensitive,
+    })
 }
 
-/// Finds the `bluegreen` output's value in any of the shapes Terraform writes.
-fn bluegreen_value(json: &Json) -> Result<&Json, String> {
+/// Finds the `bluegreen` output's value in any of the shapes Terraform writes, and whether it is
+/// marked sensitive (then no error shows a value of it).
+fn bluegreen_value(json: &Json) -> Result<(&Json, bool), String> {
     let Some(top) = json.as_object() else {
         return Err(format!("the input is JSON but not an object; {HOW}"));
     };
@@ -97,8 +102,11 @@ fn bluegreen_value(json: &Json) -> Result<&Json, String> {
         planned.get("outputs")
     } else if let Some(values) = top.get("values") {
         values.get("outputs")
+    } else if top.contains_key("format_version") {
+        // `terraform show -json` of an empty state: no values at all.
+        None
     } else if top.contains_key("regions") && top.contains_key("account_id") {
-        return Ok(json);
+        return Ok((json, false));
     } else {
         Some(json)
     };
@@ -118,9 +126,13 @@ fn bluegreen_value(json: &Json) -> Result<&Json, String> {
             }
         ));
     };
-    output
-        .get("value")
-        .ok_or_else(|| "the `bluegreen` output has no value; is it known only after apply? Run init after terraform apply".to_owned())
+    let sensitive = output.get("sensitive") == Some(&Json::Bool(true));
+    let value = output.get("value").ok_or_else(|| {
+        "the `bluegreen` output has no value; is it known only after apply? Run init after \
+         terraform apply"
+            .to_owned()
+    })?;
+    Ok((value, sensitive))
 }
 
 /// A plan's `bluegreen` output with parts Terraform knows only after apply: names them.
@@ -154,27 +166,36 @@ fn unknown_paths(v: &Json, path: &str, out: &mut Vec<String>) {
     }
 }
 
-/// A JSON value and where it is in the `bluegreen` output, for errors that name it.
+/// A JSON value and where it is in the `bluegreen` output, for errors that name it (and show
+/// it, unless the output is sensitive).
 struct At<'a> {
     v: &'a Json,
     path: String,
+    sensitive: bool,
 }
 
 impl<'a> At<'a> {
-    fn root(v: &'a Json) -> Self {
+    fn at(&self, v: &'a Json, path: String) -> At<'a> {
         At {
             v,
-            path: "bluegreen".into(),
+            path,
+            sensitive: self.sensitive,
+        }
+    }
+
+    /// The value as an error may show it.
+    fn shown(&self) -> String {
+        if self.sensitive {
+            "a value not shown (the output is sensitive)".to_owned()
+        } else {
+            self.v.to_string()
         }
     }
 
     fn key(&self, k: &str) -> Result<At<'a>, String> {
         let obj = self.object()?;
         obj.get(k)
-            .map(|v| At {
-                v,
-                path: format!("{}.{k}", self.path),
-            })
+            .map(|v| self.at(v, format!("{}.{k}", self.path)))
             .ok_or_else(|| {
                 format!(
                     "{}.{k} is missing (the output has {}); update the environment's bluegreen \
@@ -206,7 +227,7 @@ impl<'a> At<'a> {
     }
 
     fn wrong(&self, want: &str) -> String {
-        format!("{} must be {want}, not {}", self.path, self.v)
+        format!("{} must be {want}, not {}", self.path, self.shown())
     }
 }
 
@@ -217,10 +238,7 @@ fn outputs(bg: &At) -> Result<Outputs, String> {
     let regions = bg.key("regions")?;
     let mut by_region = BTreeMap::new();
     for (name, v) in regions.object()? {
-        let at = At {
-            v,
-            path: format!("{}.{name}", regions.path),
-        };
+        let at = regions.at(v, format!("{}.{name}", regions.path));
         if !crate::config::REGIONS.contains(&name.as_str()) {
             return Err(format!(
                 "{}: {name:?} is not an AWS region bluegreen deploys to",
@@ -256,8 +274,13 @@ fn account(at: &At) -> Result<String, String> {
     if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
         Ok(s)
     } else {
+        let shown = if at.sensitive {
+            at.shown()
+        } else {
+            format!("{s:?}")
+        };
         Err(format!(
-            "{} is {s:?}, not a 12-digit AWS account ID",
+            "{} is {shown}, not a 12-digit AWS account ID",
             at.path
         ))
     }
@@ -287,10 +310,7 @@ fn value_of(at: &At, kind: Kind) -> Result<Value, String> {
             let items = at.v.as_array().ok_or_else(|| at.wrong("a list"))?;
             let mut strs = Vec::new();
             for (i, v) in items.iter().enumerate() {
-                let item = At {
-                    v,
-                    path: format!("{}[{i}]", at.path),
-                };
+                let item = at.at(v, format!("{}[{i}]", at.path));
                 strs.push(item.str()?);
             }
             Value::Array(strs.into_iter().collect())
@@ -576,7 +596,10 @@ fn regions(
     let defaults_pos_now = defaults.position();
     let shared: Vec<(&str, Option<Value>)> = REGION_KEYS
         .iter()
-        .map(|&(key, _)| (key, most_shared(out, key)))
+        .map(|&(key, _)| {
+            let now = defaults.get(key).and_then(Item::as_value);
+            (key, most_shared(out, key, now))
+        })
         .collect();
     for (key, v) in &shared {
         match v {
@@ -601,8 +624,23 @@ fn regions(
         }
         keep
     });
-    // New region tables go after the last one (after [defaults] in a file with none), each
-    // right under the one before when that one is empty, as `[regions.a]` `[regions.b]` lines.
+    let fill = |t: &mut Table, own: &RegionOut| {
+        for ((key, default), (_, v)) in shared.iter().zip(&own.keys) {
+            match default {
+                Some(d) if same(d, v) => drop(t.remove(key)),
+                _ => set(t, key, v.clone()),
+            }
+        }
+    };
+    for (name, item) in regions.iter_mut() {
+        let t = item
+            .as_table_mut()
+            .ok_or_else(|| format!("regions.{name} in the existing file is not a table"))?;
+        fill(t, &out.regions[name.get()]);
+    }
+    // New region tables go after the last one in the file (after [defaults] in a file with
+    // none), in wave order, each right under the one before when that one is empty, as
+    // `[regions.a]` `[regions.b]` lines.
     let last = regions
         .iter()
         .filter_map(|(_, i)| i.as_table())
@@ -611,32 +649,23 @@ fn regions(
     let new_pos = last
         .map_or(defaults_pos_now, |t| t.position())
         .map(|p| p + 1);
-    for name in order {
-        let own = &out.regions[name];
-        let t = regions.entry(name).or_insert_with(|| {
-            let mut t = Table::new();
-            t.set_position(new_pos);
-            t.decor_mut()
-                .set_prefix(if after_empty { "" } else { "\n" });
-            Item::Table(t)
-        });
-        let t = t
-            .as_table_mut()
-            .ok_or_else(|| format!("regions.{name} in the existing file is not a table"))?;
-        for ((key, default), (_, v)) in shared.iter().zip(&own.keys) {
-            match default {
-                Some(d) if same(d, v) => drop(t.remove(key)),
-                _ => set(t, key, v.clone()),
-            }
-        }
+    let new: Vec<&String> = order.iter().filter(|r| !regions.contains_key(r)).collect();
+    for name in new {
+        let mut t = Table::new();
+        t.set_position(new_pos);
+        t.decor_mut()
+            .set_prefix(if after_empty { "" } else { "\n" });
+        fill(&mut t, &out.regions[name]);
         after_empty = t.is_empty();
+        regions.insert(name, Item::Table(t));
     }
     Ok(())
 }
 
-/// The value of `key` that most regions share (ties: the first region's of them); none when
-/// every one of several regions has its own.
-fn most_shared(out: &Outputs, key: &str) -> Option<Value> {
+/// The value of `key` that most regions share; none when every one of several regions has its
+/// own. A tie goes to the file's `[defaults]` value (`now`) when it is among them, so a file
+/// written by hand is not reshuffled, else to the first region's.
+fn most_shared(out: &Outputs, key: &str, now: Option<&Value>) -> Option<Value> {
     let values: Vec<&Value> = out
         .regions
         .values()
@@ -648,6 +677,9 @@ fn most_shared(out: &Outputs, key: &str) -> Option<Value> {
         let first = values.iter().position(|w| same(w, v)).unwrap_or(0);
         (count(v), usize::MAX - first)
     })?;
+    if let Some(now) = now.filter(|v| count(v) == count(best)) {
+        return Some(now.clone());
+    }
     (values.len() == 1 || count(best) > 1).then(|| best.clone())
 }
 
@@ -724,8 +756,8 @@ pub fn command(
         .map_err(|e| Error::Refused(format!("{shown}: {e}; nothing was written")))?;
     crate::config::parse(&path, env, &rendered.text).map_err(|e| {
         Error::Refused(format!(
-            "Terraform's outputs make a file bluegreen refuses: {e}; change the name in \
-             Terraform; nothing was written"
+            "the file init would write does not validate: {e}; a key Terraform owns is fixed \
+             in Terraform, any other in the file; nothing was written"
         ))
     })?;
     let diff = diff(&shown, existing.as_deref().unwrap_or(""), &rendered.text);
@@ -821,17 +853,28 @@ mod tests {
     #[test]
     fn the_value_most_regions_share_is_the_default() {
         #[rustfmt::skip]
-        let cases: &[(&[Region], Option<&str>)] = &[
-            (&[("us-east-1", "a", 80)], Some("a")),
-            (&[("us-east-1", "a", 80), ("eu-west-1", "a", 80)], Some("a")),
-            (&[("ap-south-1", "b", 80), ("eu-west-1", "a", 80), ("us-east-1", "a", 80)], Some("a")),
-            // A tie goes to the first region's value (ap-south-1 sorts first).
-            (&[("ap-south-1", "b", 80), ("eu-west-1", "a", 80), ("us-east-1", "b", 80), ("us-west-2", "a", 80)], Some("b")),
-            (&[("eu-west-1", "a", 80), ("us-east-1", "b", 80)], None),
+        let cases: &[(&[Region], Option<&str>, Option<&str>)] = &[
+            (&[("us-east-1", "a", 80)], None, Some("a")),
+            (&[("us-east-1", "a", 80), ("eu-west-1", "a", 80)], None, Some("a")),
+            (&[("ap-south-1", "b", 80), ("eu-west-1", "a", 80), ("us-east-1", "a", 80)], None, Some("a")),
+            // The file's [defaults] value loses to a value more regions share...
+            (&[("ap-south-1", "b", 80), ("eu-west-1", "a", 80), ("us-east-1", "a", 80)], Some("b"), Some("a")),
+            // ...and wins a tie; without one, a tie goes to the first region's (ap-south-1 sorts first).
+            (&[("ap-south-1", "b", 80), ("eu-west-1", "a", 80), ("us-east-1", "b", 80), ("us-west-2", "a", 80)], None, Some("b")),
+            (&[("ap-south-1", "b", 80), ("eu-west-1", "a", 80), ("us-east-1", "b", 80), ("us-west-2", "a", 80)], Some("a"), Some("a")),
+            // Two regions, two values: no default, unless the file has one of them there.
+            (&[("eu-west-1", "a", 80), ("us-east-1", "b", 80)], None, None),
+            (&[("eu-west-1", "a", 80), ("us-east-1", "b", 80)], Some("b"), Some("b")),
+            (&[("eu-west-1", "a", 80), ("us-east-1", "b", 80)], Some("c"), None),
         ];
-        for (regions, want) in cases {
-            let got = most_shared(&outputs(regions), "cluster");
-            assert_eq!(got.as_ref().and_then(Value::as_str), *want, "{regions:?}");
+        for (regions, now, want) in cases {
+            let now = now.map(Value::from);
+            let got = most_shared(&outputs(regions), "cluster", now.as_ref());
+            assert_eq!(
+                got.as_ref().and_then(Value::as_str),
+                *want,
+                "{regions:?} {now:?}"
+            );
         }
     }
 

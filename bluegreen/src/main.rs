@@ -219,10 +219,12 @@ async fn run(cli: Cli, reporter: Reporter) -> Result<(), Error> {
         Resolved::Status(None) => reporter.result(&status::status(&env).await?),
         Resolved::Status(Some(interval)) => {
             let terminal = std::io::stdout().is_terminal();
+            let (rows, width) = bluegreen::rollout::watch::terminal_size();
             let options = bluegreen::rollout::watch::Options {
                 interval,
                 terminal: terminal && !json,
-                width: terminal_width(),
+                width,
+                rows,
                 json,
             };
             let watched = bluegreen::rollout::watch::watch(&env, &options, interrupt_token());
@@ -236,12 +238,6 @@ async fn run(cli: Cli, reporter: Reporter) -> Result<(), Error> {
         Resolved::Validate => unreachable!("answered before connecting"),
     }
     Ok(())
-}
-
-/// The terminal's columns (80 when stdout is not one or cannot say).
-fn terminal_width() -> usize {
-    let (_, cols) = console::Term::stdout().size_checked().unwrap_or((24, 80));
-    usize::from(cols)
 }
 
 /// `bluegreen init`'s input: Terraform's JSON from `--from FILE`, or piped in.

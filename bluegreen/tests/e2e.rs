@@ -967,19 +967,29 @@ async fn verbose_diagnostics_go_to_stderr_and_never_into_json() {
 
 /// `status --watch` started before a promote, on a terminal: it follows the promote, redraws its
 /// lines in place (weights, versions, healthy targets, phase, the gate's verdict), and ends with
-/// it: exit 0 and the result.
+/// it: exit 0 and the result. The 50% step bakes 3 s, so a look lands in it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_watch_on_a_terminal_follows_a_promote_to_its_end() {
-    let prod = Prod::start(FAST, "").await;
+    let prod = Prod::start(&FAST.replace("\nbake = \"300ms\"", "\nbake = \"3s\""), "").await;
     let watch = prod.command(&["status", "--watch", "--interval", "1s"]);
-    let watcher = std::thread::spawn(move || run_in_terminal(&watch));
+    let (mut watcher, screen, reader) = spawn_in_terminal(&watch);
     // Its first look finds no deployment running: it waits for the next.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually("the watch's first frame", Duration::from_secs(60), || {
+        let screen = screen.clone();
+        async move {
+            let shown = screen.lock().unwrap().contains("no deployment running");
+            shown.then_some(())
+        }
+    })
+    .await;
     let (code, out, err) = prod.run(&["promote", "v1.2.0"]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, screen) = watcher.join().unwrap();
+    let status = watcher.wait().unwrap();
+    reader.join().unwrap();
+    let screen = screen.lock().unwrap().clone();
     assert_eq!(
-        code, 0,
+        status.code(),
+        Some(0),
         "the watch ends with the promote's exit code:\n{screen}"
     );
     assert!(
@@ -1002,7 +1012,7 @@ async fn status_watch_on_a_terminal_follows_a_promote_to_its_end() {
         .rfind("prod: promote v1.2.0 (")
         .map(|i| &screen[i..])
         .unwrap_or_else(|| panic!("the deployment never showed:\n{screen}"));
-    assert!(last.contains(") promoted; lock free"), "{last}");
+    assert!(last.contains(") promoted; lock "), "{last}");
     for r in PROD_REGIONS {
         let line = last
             .lines()
@@ -1018,7 +1028,7 @@ async fn status_watch_on_a_terminal_follows_a_promote_to_its_end() {
             "{r}: {line}"
         );
     }
-    // A shift was seen on its way, with the gate's verdict on the step before.
+    // A step was seen on its way.
     assert!(screen.contains("green 50% v1.2.0"), "{screen}");
     let id = screen[screen.rfind("prod: promote v1.2.0 (").unwrap() + 22..]
         .split(')')
@@ -1136,6 +1146,103 @@ async fn status_watch_stops_on_ctrl_c_and_changes_nothing() {
         reads.iter().any(|c| c.contains("DescribeTargetHealth")),
         "it looked: {reads:?}"
     );
+}
+
+/// A promote paused at a step journals that step's verdict at the pause; `status --watch` follows
+/// the paused deployment, showing it, until `continue` finishes it (exit 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_follows_a_paused_promote_until_continue_finishes_it() {
+    let prod = Prod::start(FAST, "").await;
+    let (code, out, err) = prod.run(&["promote", "v1.2.0", "--until", "50"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let j = prod.journal_latest().await;
+    let gate = j["regions"]["us-east-1"]["gate"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        gate.starts_with("50% passed: "),
+        "the paused step's verdict: {j}"
+    );
+    let (mut child, lines) = spawn_watch(&prod, &[]);
+    let first = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the watch's first line");
+    assert!(
+        first.contains("[prod] promote v1.2.0 (") && first.contains(") paused; lock held by "),
+        "{first}"
+    );
+    let us = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a region's line");
+    let us = if us.contains("[us-east-1]") {
+        us
+    } else {
+        lines.iter().find(|l| l.contains("[us-east-1]")).unwrap()
+    };
+    assert!(
+        us.contains("green 50% v1.2.0") && us.contains("| shifting 50% | gate: 50% passed: "),
+        "{us}"
+    );
+    let (code, out, err) = prod.run(&["continue"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(0),
+        "the watch ends with the deployment"
+    );
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(
+        rest.iter().any(|l| l.contains(") promoted; lock ")),
+        "{rest:?}"
+    );
+}
+
+/// `cmd` on a pseudo-terminal of 120 columns (as `run_in_terminal`), running: what it prints
+/// collects in the string. `timeout` ends it after 2 minutes, should it never end by itself.
+fn spawn_in_terminal(
+    cmd: &std::process::Command,
+) -> (
+    Child,
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::io::Read;
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let line = std::iter::once(quote(cmd.get_program()))
+        .chain(cmd.get_args().map(quote))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut script = std::process::Command::new("script");
+    script
+        .args(["--quiet", "--return", "--command"])
+        .arg(format!("stty cols 120 rows 40; exec timeout 120 {line}"))
+        .arg("/dev/null")
+        .env_clear()
+        .env("TERM", "xterm-256color")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            script.env(k, v);
+        }
+    }
+    let mut child = script.spawn().expect("run script(1), from util-linux");
+    let mut stdout = child.stdout.take().unwrap();
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let collected = screen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            collected
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (child, screen, reader)
 }
 
 /// `status --watch --interval 1s ARGS` with stdout piped; its lines arrive on the receiver.

@@ -382,6 +382,11 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
             s.plan.probe,
         ));
         if run.until == Some(Until::Weight(step)) {
+            // Paused here: the step's verdict is journaled now, not with a next step.
+            run.tracker
+                .update_region(r, |x| x.gate = verdict)
+                .await
+                .map_err(|e| fail(format!("the journal could not record {step}%: {e}")))?;
             return Ok(None);
         }
     }
@@ -393,23 +398,29 @@ async fn shift(run: &Run<'_>, s: &RegionState, tested: Tested) -> Result<Option<
         }
     })
     .await?;
-    if let Some(hook) = &run.env.plan.hooks.post_shift {
-        let prod = gate::url(&s.topo.dns_name, s.plan.listener_port, &s.plan.probe_path);
-        run_hook(
-            run.env,
-            hook,
-            r,
-            run.version,
-            &prod,
-            "post_shift",
-            Some(run.test_route),
-        )
-        .await
-        .map_err(Stop::Failed)?;
-    }
+    post_shift(run, s).await?;
     Ok(Some(Baked {
         task_set: tested.task_set,
     }))
+}
+
+/// The `post_shift` hook, once the region is baked at 100%.
+async fn post_shift(run: &Run<'_>, s: &RegionState) -> Result<(), Stop> {
+    let Some(hook) = &run.env.plan.hooks.post_shift else {
+        return Ok(());
+    };
+    let prod = gate::url(&s.topo.dns_name, s.plan.listener_port, &s.plan.probe_path);
+    run_hook(
+        run.env,
+        hook,
+        s.name(),
+        run.version,
+        &prod,
+        "post_shift",
+        Some(run.test_route),
+    )
+    .await
+    .map_err(Stop::Failed)
 }
 
 /// The gate's verdict on a step whose bake passed: what the analysis compared last, or that the

@@ -30,8 +30,10 @@ pub struct Options {
     pub interval: Duration,
     /// Redraw in place (stdout is a terminal) or print changed lines.
     pub terminal: bool,
-    /// Terminal columns: redrawn lines are cut to fit, so none wraps.
+    /// Terminal columns and rows, read again at every look: redrawn lines are cut to fit, so
+    /// none wraps, and a frame taller than the terminal is cut too.
     pub width: usize,
+    pub rows: usize,
     /// Newline-delimited JSON: one `watch` object per look that changed something.
     pub json: bool,
 }
@@ -207,8 +209,9 @@ impl Screen {
                 out.push_str(&format!("\x1b[{}A", self.drawn));
             }
             let keys = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-            for (k, v) in lines {
-                let line = format!("{:>keys$}: {v}", k);
+            let fit = fit_rows(lines, o.rows);
+            for (k, v) in &fit {
+                let line = format!("{:>keys$}: {}", k, v.replace('\n', " "));
                 let cut: String = line
                     .chars()
                     .take(o.width.saturating_sub(1).max(20))
@@ -216,7 +219,7 @@ impl Screen {
                 out.push_str(&format!("\r\x1b[2K{cut}\n"));
             }
             out.push_str("\x1b[J");
-            self.drawn = lines.len();
+            self.drawn = fit.len();
         } else {
             let stamp = crate::report::clock(now);
             for (k, v) in changed {
@@ -247,49 +250,80 @@ impl std::fmt::Display for Watched {
     }
 }
 
+/// Looks that fail in a row before the watch gives up (exit 1): expired credentials or a
+/// missing permission never come right by waiting.
+const FAILED_LOOKS: u32 = 5;
+
+/// The frame cut to a terminal's rows (one kept free for the cursor), saying what it left out.
+fn fit_rows(lines: &[(String, String)], rows: usize) -> Vec<(String, String)> {
+    let room = rows.saturating_sub(1).max(2);
+    if lines.len() <= room {
+        return lines.to_vec();
+    }
+    let mut fit = lines[..room - 1].to_vec();
+    fit.push((
+        "…".to_owned(),
+        format!(
+            "{} more regions: a taller terminal shows them, or a pipe (a line per change)",
+            lines.len() - (room - 1)
+        ),
+    ));
+    fit
+}
+
 /// Watches until the followed deployment ends (its outcome's exit code) or `cancel`.
 pub async fn watch(env: &Env, o: &Options, cancel: CancellationToken) -> Result<Watched, Error> {
     let releases = Releases::default();
     let mut screen = Screen::default();
     let mut following = Following::Start;
+    let mut failed = 0;
     loop {
         let look = tokio::select! {
             s = status_with(env, &releases) => s,
             () = cancel.cancelled() => return Err(stopped()),
         };
+        let o = &o.resized();
         match look {
             Ok(s) => {
+                failed = 0;
                 let ours = ours(env, &following, s.latest.as_ref()).await;
                 let then = follow(&following, s.latest.as_ref(), ours.as_ref());
                 let record = shown(&following, &then, s.latest.as_ref(), ours);
-                let next = match &then {
-                    Then::Watch(n) => n.clone(),
-                    Then::End(_) => following.clone(),
-                };
                 print(&mut screen, o, &s, record.as_ref());
-                if let Then::End(outcome) = then {
-                    return ended(&env.plan.env, outcome, record.as_ref());
+                match then {
+                    Then::End(outcome) => return ended(&env.plan.env, outcome, record.as_ref()),
+                    Then::Watch(next) => following = next,
                 }
-                following = next;
-            }
-            // A look that failed (throttled, credentials, the journal) is shown and retried.
-            Err(e) if o.json => {
-                let event = serde_json::json!({"type": "watch", "ts": now_rfc3339(), "error": e.to_string()});
-                write_out(&format!("{event}\n"));
             }
             Err(e) => {
-                let env_name = &env.plan.env;
-                let lines = screen.with_headline(
-                    env_name,
-                    format!("cannot read the status now ({e}); trying again"),
-                );
-                write_out(&screen.show(&lines, o, SystemTime::now()));
+                failed += 1;
+                if failed == FAILED_LOOKS {
+                    return Err(Error::Failed(format!(
+                        "stopped watching: {FAILED_LOOKS} looks in a row failed; the last: {e}"
+                    )));
+                }
+                look_failed(&mut screen, o, &env.plan.env, &e);
             }
         }
         tokio::select! {
             () = tokio::time::sleep(o.interval) => {}
             () = cancel.cancelled() => return Err(stopped()),
         }
+    }
+}
+
+/// A look that failed (throttled, the network, the journal): shown in place of the deployment's
+/// line (once, in JSON, while it repeats), and tried again at the next look.
+fn look_failed(screen: &mut Screen, o: &Options, env: &str, e: &Error) {
+    let text = format!("cannot read the status now ({e}); trying again");
+    let lines = screen.with_headline(env, text);
+    if !o.json {
+        write_out(&screen.show(&lines, o, SystemTime::now()));
+    } else if !screen.changed(&lines).is_empty() {
+        screen.last = lines;
+        let event =
+            serde_json::json!({"type": "watch", "ts": now_rfc3339(), "error": e.to_string()});
+        write_out(&format!("{event}\n"));
     }
 }
 
@@ -323,6 +357,23 @@ fn print(screen: &mut Screen, o: &Options, s: &Status, record: Option<&Record>) 
         return;
     }
     write_out(&screen.show(&frame(s, record), o, SystemTime::now()));
+}
+
+impl Options {
+    /// These options with the terminal's size as it is now.
+    fn resized(&self) -> Options {
+        let mut o = self.clone();
+        if o.terminal {
+            (o.rows, o.width) = terminal_size();
+        }
+        o
+    }
+}
+
+/// The terminal's rows and columns (24 × 80 when stdout is not one or cannot say).
+pub fn terminal_size() -> (usize, usize) {
+    let (rows, cols) = console::Term::stdout().size_checked().unwrap_or((24, 80));
+    (usize::from(rows), usize::from(cols))
 }
 
 fn now_rfc3339() -> String {
@@ -410,6 +461,7 @@ mod tests {
             interval: Duration::from_secs(1),
             terminal,
             width: 40,
+            rows: 24,
             json: false,
         }
     }
@@ -450,6 +502,19 @@ mod tests {
             second.starts_with("\x1b[2A\r\x1b[2K     prod: a\n\r\x1b[2Kus-east-1: y\n"),
             "{second:?}"
         );
+
+        // A frame taller than the terminal: cut, saying how many lines it left out.
+        let tall: Vec<(String, String)> = (0..30).map(|i| (format!("r{i}"), "x".into())).collect();
+        let cut = Screen::default().show(
+            &tall,
+            &Options {
+                rows: 10,
+                ..options(true)
+            },
+            t,
+        );
+        assert_eq!(cut.matches("\x1b[2K").count(), 9, "{cut:?}");
+        assert!(cut.contains("…: 22 more regions"), "{cut:?}");
 
         let mut log = Screen::default();
         assert_eq!(log.show(&one, &options(false), t).lines().count(), 2);

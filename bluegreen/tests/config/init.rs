@@ -267,7 +267,14 @@ fn every_shape_terraform_writes_is_read() {
         "planned_values": {"outputs": tf.clone(), "root_module": {}},
         "output_changes": {"bluegreen": {"actions": ["no-op"], "before": value, "after": value,
             "after_unknown": false, "before_sensitive": false, "after_sensitive": false}}});
-    for (what, input) in [("value", &value), ("state", &state), ("plan", &plan)] {
+    let mut sensitive = tf.clone();
+    sensitive["bluegreen"]["sensitive"] = true.into();
+    for (what, input) in [
+        ("value", &value),
+        ("state", &state),
+        ("plan", &plan),
+        ("sensitive", &sensitive),
+    ] {
         let (code, out, err) = init(&envs(), &["-e", "prod", "--check"], &input.to_string());
         assert_eq!(code, 0, "{what}: {out}{err}");
     }
@@ -301,6 +308,13 @@ fn bad_input_is_named_and_changes_nothing() {
             .remove(key);
         t.to_string()
     };
+    // The bluegreen output marked sensitive: read as any other, but no error shows its values.
+    let sensitive_with = |pointer: &str, v: serde_json::Value| {
+        let mut t = tf.clone();
+        t["bluegreen"]["sensitive"] = true.into();
+        *t.pointer_mut(pointer).unwrap() = v;
+        t.to_string()
+    };
     let secret = serde_json::json!({"db_password": {"sensitive": true, "type": "string", "value": "hunter2-secret"}});
     #[rustfmt::skip]
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
@@ -314,7 +328,9 @@ fn bad_input_is_named_and_changes_nothing() {
         ("headers disagree", with("/bluegreen/value/regions/eu-west-1/test_header", "X-Other".into()), vec!["regions disagree on test_header (X-Bluegreen-Test, X-Other)"]),
         ("no regions", with("/bluegreen/value/regions", serde_json::json!({})), vec!["bluegreen.regions is empty"]),
         ("an empty name", with("/bluegreen/value/regions/us-east-1/cluster", "".into()), vec!["bluegreen.regions.us-east-1.cluster is empty"]),
-        ("a name AWS refuses", with("/bluegreen/value/regions/us-east-1/cluster", "no spaces allowed".into()), vec!["Terraform's outputs make a file bluegreen refuses", "regions.us-east-1.cluster: \"no spaces allowed\" is not a cluster name"]),
+        ("a name AWS refuses", with("/bluegreen/value/regions/us-east-1/cluster", "no spaces allowed".into()), vec!["the file init would write does not validate", "a key Terraform owns is fixed in Terraform", "regions.us-east-1.cluster: \"no spaces allowed\" is not a cluster name"]),
+        ("an empty state", serde_json::json!({"format_version": "1.0"}).to_string(), vec!["no `bluegreen` output (they have: none)", "terraform apply"]),
+        ("a sensitive output's bad value", sensitive_with("/bluegreen/value/account_id", "hunter2-secret".into()), vec!["bluegreen.account_id is a value not shown (the output is sensitive), not a 12-digit AWS account ID"]),
         ("Terraform 2", serde_json::json!({"format_version": "2.0", "values": {}}).to_string(), vec!["format 2.0 is not one bluegreen reads"]),
     ];
     for (what, input, wanted) in cases {
