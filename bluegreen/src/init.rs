@@ -575,26 +575,21 @@ fn first_waves(out: &Outputs) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// `[defaults]` and `[regions.<name>]`: each key Terraform owns goes to `[defaults]` with the
-/// value most regions share, and to a region's own table where that region differs. Keys it does
-/// not own (probe, probe_path, container) stay where they are.
-fn regions(
-    root: &mut Table,
-    out: &Outputs,
-    order: &[String],
-    notes: &mut Vec<String>,
-) -> Result<(), String> {
+/// Each key Terraform owns, with the value `[defaults]` gets (None: every region says its own).
+type Shared = Vec<(&'static str, Option<Value>)>;
+
+/// `[defaults]`: each key Terraform owns with the value most regions share (made, before the
+/// first region table, when the file has none). Returns the keys and its place in the file.
+fn defaults(root: &mut Table, out: &Outputs) -> Result<(Shared, Option<isize>), String> {
     let first_region_pos = root
         .get("regions")
         .and_then(Item::as_table)
         .and_then(|t| t.iter().filter_map(|(_, i)| i.as_table()?.position()).min());
-    let defaults_pos = first_region_pos.map(|p| p - 1);
     let defaults = table(root, "defaults")?;
     if defaults.position().is_none() {
-        defaults.set_position(defaults_pos);
+        defaults.set_position(first_region_pos.map(|p| p - 1));
     }
-    let defaults_pos_now = defaults.position();
-    let shared: Vec<(&str, Option<Value>)> = REGION_KEYS
+    let shared: Shared = REGION_KEYS
         .iter()
         .map(|&(key, _)| {
             let now = defaults.get(key).and_then(Item::as_value);
@@ -607,6 +602,19 @@ fn regions(
             None => drop(defaults.remove(key)),
         }
     }
+    Ok((shared, defaults.position()))
+}
+
+/// `[defaults]` and `[regions.<name>]`: each key Terraform owns goes to `[defaults]` with the
+/// value most regions share, and to a region's own table where that region differs. Keys it does
+/// not own (probe, probe_path, container) stay where they are.
+fn regions(
+    root: &mut Table,
+    out: &Outputs,
+    order: &[String],
+    notes: &mut Vec<String>,
+) -> Result<(), String> {
+    let (shared, defaults_pos_now) = defaults(root, out)?;
     let regions = root.entry("regions").or_insert_with(|| {
         let mut t = Table::new();
         t.set_implicit(true);
