@@ -243,6 +243,18 @@ async fn a_rollback_flips_every_region_at_once() {
 /// `cmd` run under a pseudo-terminal 120 columns wide (util-linux `script`): (exit code, all
 /// it wrote to the terminal, escape sequences included).
 fn run_in_terminal(cmd: &std::process::Command) -> (i32, String) {
+    let out = in_terminal(cmd, "")
+        .output()
+        .expect("run script(1), from util-linux");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// `script` running `cmd` (behind `prefix`, e.g. `timeout 120`) on a pseudo-terminal of 120
+/// columns and 40 rows, with `cmd`'s environment and no input.
+fn in_terminal(cmd: &std::process::Command, prefix: &str) -> std::process::Command {
     let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
     let line = std::iter::once(quote(cmd.get_program()))
         .chain(cmd.get_args().map(quote))
@@ -251,7 +263,7 @@ fn run_in_terminal(cmd: &std::process::Command) -> (i32, String) {
     let mut script = std::process::Command::new("script");
     script
         .args(["--quiet", "--return", "--command"])
-        .arg(format!("stty cols 120 rows 40; exec {line}"))
+        .arg(format!("stty cols 120 rows 40; exec {prefix} {line}"))
         .arg("/dev/null")
         .env_clear()
         .env("TERM", "xterm-256color")
@@ -261,11 +273,7 @@ fn run_in_terminal(cmd: &std::process::Command) -> (i32, String) {
             script.env(k, v);
         }
     }
-    let out = script.output().expect("run script(1), from util-linux");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    script
 }
 
 /// On a terminal, progress is one live line per region (spinner, region, phase and message),
@@ -1207,25 +1215,8 @@ fn spawn_in_terminal(
     std::thread::JoinHandle<()>,
 ) {
     use std::io::Read;
-    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
-    let line = std::iter::once(quote(cmd.get_program()))
-        .chain(cmd.get_args().map(quote))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut script = std::process::Command::new("script");
-    script
-        .args(["--quiet", "--return", "--command"])
-        .arg(format!("stty cols 120 rows 40; exec timeout 120 {line}"))
-        .arg("/dev/null")
-        .env_clear()
-        .env("TERM", "xterm-256color")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped());
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            script.env(k, v);
-        }
-    }
+    let mut script = in_terminal(cmd, "timeout 120");
+    script.stdout(std::process::Stdio::piped());
     let mut child = script.spawn().expect("run script(1), from util-linux");
     let mut stdout = child.stdout.take().unwrap();
     let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
